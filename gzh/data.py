@@ -26,8 +26,8 @@ __all__ = ['IMAGE_EXTS', 'FITS_EXTS', 'DEMO_CLASSES', 'DEMO_FOV', 'DEMO_BANDS', 
            'catalog_source', 'rgc_source', 'fits_source', 'demo_params', 'demo_psf', 'arm_pattern', 'demo_components',
            'asinh_display', 'render_galaxy', 'hdf_boxes', 'hdf_cutout', 'demo_source', 'gzh_vote_cols',
            'check_gz_hubble', 'gz_hubble_catalog', 'check_votes', 'add_vote_fractions', 'gzh_morphology', 'gzh_source',
-           'fake_gz_hubble', 'galaxy_source', 'default_cache_dir', 'cache_path', 'build_cache', 'GalaxyCache',
-           'load_cache', 'MemmapImages', 'GalaxyDL', 'split_idxs', 'galaxy_dls', 'show_galaxies']
+           'gzh_votes_row', 'fake_gz_hubble', 'galaxy_source', 'default_cache_dir', 'cache_path', 'build_cache',
+           'GalaxyCache', 'load_cache', 'MemmapImages', 'GalaxyDL', 'split_idxs', 'galaxy_dls', 'show_galaxies']
 
 # %% ../nbs/00_data.ipynb #c5b0546b
 class GalaxyDataError(ValueError):
@@ -467,26 +467,28 @@ def add_vote_fractions(cat:pd.DataFrame, pairs:dict|None=None) -> pd.DataFrame:
     return pd.concat([cat, pd.DataFrame(new, index=cat.index)], axis=1)
 
 # %% ../nbs/00_data.ipynb #c4ea7d57
-GZH_CUTS = dict(min_votes=20, # votes on the task itself (Willett et al. 2017)
-                clean=0.8, # smooth / features / artifact (Willett et al. 2017)
-                features=0.430, not_edge_on=0.715, edge_on=0.602, # dependent-task path (Willett et al. 2013, Table 3)
-                not_clumpy=0.5, # GZ:H asks 'clumpy?' before 'edge-on?': a majority for 'no' (our choice)
-                bar=0.5, spiral=0.8) # majority bar (Masters et al. 2011); spiral at the clean level (our choice)
+GZH_CUTS = dict(min_votes=20, # N >= 20 votes on the question being selected (Willett et al. 2017, W17)
+                clean=0.8, # smooth / features / artifact fraction > 0.8 (W17's clean flags, on debiased fractions there)
+                features=0.23, not_clumpy=0.30, # path to 'edge-on?': f_features > 0.23, then f_clumpy,no > 0.30 (W17)
+                edge_on=0.40, # f_edge-on,yes > 0.40: W17's cut before 'bulge shape?' of an edge-on disk
+                not_edge_on=0.25, # f_edge-on,no > 0.25 reaches 'bar?' and 'spiral arms?' (W17)
+                bar=0.7, # W17's pure barred sample (0.3: their complete one)
+                spiral=0.25) # W17's cut before 'arm winding/number?', their only spiral threshold
 
 def gzh_morphology(cat:pd.DataFrame, # catalogue with GZ:H vote fractions (`add_vote_fractions`)
-                   cuts:dict=GZH_CUTS, # thresholds, see the text
+                   cuts:dict=GZH_CUTS, # thresholds (all strict '>'), see the text
                   ) -> pd.DataFrame:
     "Add clean-class flags `edge_on`, `bar`, `spiral`, the most specific clean class `label`, and `clean`."
     f = lambda q, a: cat[f'{q}-hubble_{a}_fraction']
     enough = lambda q: cat[f'{q}-hubble_total-votes'] >= cuts['min_votes']
     top = enough('smooth-or-featured')
     smooth, features, artifact = (top & (f('smooth-or-featured', a) > cuts['clean']) for a in ('smooth', 'features', 'artifact'))
-    disk = (f('smooth-or-featured', 'features') >= cuts['features']) & (f('clumpy-appearance', 'no') >= cuts['not_clumpy'])
-    face_on = disk & (f('disk-edge-on', 'no') >= cuts['not_edge_on'])
+    disk = (f('smooth-or-featured', 'features') > cuts['features']) & (f('clumpy-appearance', 'no') > cuts['not_clumpy'])
+    face_on = disk & (f('disk-edge-on', 'no') > cuts['not_edge_on'])
     cat = cat.assign(
-        edge_on=disk & enough('disk-edge-on') & (f('disk-edge-on', 'yes') >= cuts['edge_on']),
-        bar=face_on & enough('bar') & (f('bar', 'yes') >= cuts['bar']),
-        spiral=face_on & enough('has-spiral-arms') & (f('has-spiral-arms', 'yes') >= cuts['spiral']))
+        edge_on=disk & enough('disk-edge-on') & (f('disk-edge-on', 'yes') > cuts['edge_on']),
+        bar=face_on & enough('bar') & (f('bar', 'yes') > cuts['bar']),
+        spiral=face_on & enough('has-spiral-arms') & (f('has-spiral-arms', 'yes') > cuts['spiral']))
     cat['label'] = np.select([artifact, cat.edge_on, cat.bar & cat.spiral, cat.spiral, cat.bar, smooth, features],
                              ['artifact', 'edge-on', 'barred spiral', 'spiral', 'barred', 'smooth', 'features'], 'none')
     cat['clean'] = cat['label'] != 'none'
@@ -515,13 +517,20 @@ GZH_FAKE_VOTES = { # class → {question: answer counts}; questions not named ge
     'none': {'smooth-or-featured': (14, 15, 3), 'how-rounded': (5, 5, 4), 'clumpy-appearance': (5, 10)}, # no clear majority
     'few votes': {'smooth-or-featured': (15, 1, 0)}} # smooth fraction > 0.8 but only 16 votes: no clean class
 
+def gzh_votes_row(votes:dict, # question (no '-hubble' suffix) → answer counts, in galaxy-datasets' answer order
+                 ) -> dict:
+    "One catalogue row of the 34 GZ:H vote counts: those given in `votes`, zero elsewhere."
+    from galaxy_datasets.shared.label_metadata import hubble_ortho_pairs
+    row = {q + a: 0 for q, answers in hubble_ortho_pairs.items() for a in answers}
+    for q, counts in votes.items(): row.update({f'{q}-hubble{a}': v for a, v in zip(hubble_ortho_pairs[f'{q}-hubble'], counts)})
+    return row
+
 def fake_gz_hubble(root, # folder to lay out like a galaxy-datasets GZ:H root
                    classes=('smooth', 'edge-on', 'spiral', 'barred spiral', 'artifact', 'none', 'few votes'), # one galaxy each
                    n_test:int=2, # how many of them go to the test catalogue
                    seed:int=0,
                   ) -> Path:
     "Write a miniature Galaxy Zoo: Hubble root exactly as galaxy-datasets lays it out, with votes that give `classes`."
-    from galaxy_datasets.shared.label_metadata import hubble_ortho_pairs
     root = Path(root)
     (root/'images').mkdir(parents=True, exist_ok=True)
     params = demo_params(len(classes), seed, labels=[c if c in DEMO_CLASSES else 'disk' for c in classes])
@@ -529,10 +538,7 @@ def fake_gz_hubble(root, # folder to lay out like a galaxy-datasets GZ:H root
     for i, c in enumerate(classes):
         fn = f'{10000000 + i}.jpg'
         Image.fromarray(render_galaxy(params.iloc[i], 424).image.transpose(1, 2, 0)).save(root/'images'/fn, quality=90)
-        votes = {q + a: 0 for q, answers in hubble_ortho_pairs.items() for a in answers}
-        for q, counts in GZH_FAKE_VOTES[c].items():
-            votes.update({f'{q}-hubble{a}': v for a, v in zip(hubble_ortho_pairs[f'{q}-hubble'], counts)})
-        rows.append({'filename': fn, 'ra': 150.1 + i * 1e-3, 'dec': 2.2 + i * 1e-3, **votes})
+        rows.append({'filename': fn, 'ra': 150.1 + i * 1e-3, 'dec': 2.2 + i * 1e-3, **gzh_votes_row(GZH_FAKE_VOTES[c])})
     cat = pd.DataFrame(rows)
     cat.iloc[:len(cat) - n_test].to_parquet(root/GZH_CATALOGS['train'], index=False)
     cat.iloc[len(cat) - n_test:].to_parquet(root/GZH_CATALOGS['test'], index=False)
