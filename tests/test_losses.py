@@ -1,0 +1,181 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from pytorch_msssim import ssim
+
+from gzh.losses import (BackgroundLoss, ForegroundSSIMLoss, GalaxyLoss, NTXent, denoise, estimate_noise,
+                        masked_psnr, masked_ssim, recon_metrics, ssim_map)
+from gzh.unet import GalaxyUNet
+
+
+def blob_galaxies(n=4, size=48, seed=0):
+    "Elliptical exponential galaxies with structure (a ring) on a flat 0.05 sky; masks where the galaxy is."
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing='ij')
+    imgs = []
+    for _ in range(n):
+        q = 0.5 + 0.5 * torch.rand(1, generator=g)
+        r = (xx**2 + (yy / q)**2).sqrt()
+        imgs.append((0.8 * (-r / 0.15).exp() + 0.3 * (-(r - 0.3).pow(2) / 0.003).exp()).expand(3, -1, -1))
+    gal = torch.stack(imgs)
+    mask = (gal[:, :1] > 0.02).float()
+    return (gal * mask + 0.05).clamp(0, 1), mask
+
+
+@pytest.fixture
+def data():
+    torch.manual_seed(0)
+    return blob_galaxies()
+
+
+def test_ssim_map_matches_pytorch_msssim_inside_border(data):
+    x, _ = data
+    y = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
+    m = ssim_map(y, x)
+    assert m.shape == x.shape
+    torch.testing.assert_close(m[..., 5:-5, 5:-5].mean(), ssim(y, x, data_range=1.), atol=1e-5, rtol=0)
+
+
+def test_masked_ssim_avoids_mask_multiplication_inflation(data):
+    x, mask = data
+    # perfect on the background, galaxy replaced by its blurred version (structure lost)
+    blurred = F.avg_pool2d(F.pad(x, (4,) * 4, mode='replicate'), 9, stride=1)
+    recon = x * (1 - mask) + blurred * mask
+    honest = masked_ssim(recon, x, mask)
+    inflated = ssim(recon * mask, x * mask, data_range=1., size_average=False)
+    assert (masked_ssim(recon, x, 1 - mask) > 0.95).all()  # the background really is right
+    assert (inflated > 0.8).all()
+    assert (inflated - honest > 0.15).all(), (honest, inflated)
+
+
+def test_masked_psnr(data):
+    x, mask = data
+    y = x + 0.1 * mask  # error only on the galaxy
+    assert torch.isinf(masked_psnr(y, x, 1 - mask)).all()
+    torch.testing.assert_close(masked_psnr(y, x, mask), torch.full((4,), 20.))
+    whole = 10 * torch.log10(1 / ((y - x)**2).flatten(1).mean(1))
+    torch.testing.assert_close(masked_psnr(y, x), whole)
+    assert masked_psnr(y, x, torch.zeros_like(mask)).isnan().all()
+
+
+@pytest.mark.parametrize("bad", [lambda x, m: (x, x[:, :2], m), lambda x, m: (x, x, m[:, 0]), lambda x, m: (x, x, m[:2])])
+def test_metric_shape_errors(data, bad):
+    with pytest.raises(ValueError, match="same shape|mask must be"): masked_ssim(*bad(*data))
+
+
+def test_foreground_loss(data):
+    x, mask = data
+    loss = ForegroundSSIMLoss()
+    assert loss(x, x, mask).abs() < 1e-5
+    noisy = x + 0.1 * torch.randn_like(x) * mask  # damage only inside the mask
+    assert loss(noisy, x, mask) > 0.1
+    assert loss(noisy, x, torch.zeros_like(mask)) == 1  # empty mask: finite, no gradient signal
+    pred = x.clone().requires_grad_()
+    loss(pred + 0.05 * torch.randn_like(x), x, mask).backward()
+    assert pred.grad.abs().sum() > 0
+
+
+def test_background_loss(data):
+    x, mask = data
+    assert BackgroundLoss()(x, x, mask).abs() < 1e-6
+    b = BackgroundLoss(dark_weight=0.5)
+    torch.testing.assert_close(b(x + 0.2, x, mask), torch.tensor(0.1))  # TV 0, offset 0.2 from the sky
+    torch.testing.assert_close(b.terms['tv'], torch.tensor(0.))
+    noisy_sky = x + 0.1 * torch.randn_like(x) * (1 - mask)
+    assert b(noisy_sky, x, mask) > 0.05
+    assert b(x + 0.1 * torch.randn_like(x) * mask, x, mask) < 0.05  # galaxy pixels do not count
+
+
+def ntxent_by_definition(z, t):
+    "Chen et al. 2020 eq. 1, one ordered pair at a time, in float64."
+    z = F.normalize(z.double(), dim=1)
+    n, total = len(z), 0.
+    for i in range(n):
+        sims = torch.stack([z[i] @ z[k] / t for k in range(n)])
+        others = torch.cat([sims[:i], sims[i+1:]])
+        total = total - (sims[(i + n // 2) % n] - torch.log(others.exp().sum()))
+    return total / n
+
+
+@pytest.mark.parametrize("t", [0.07, 0.5, 1.0])
+def test_ntxent_matches_definition(t):
+    z = torch.randn(16, 10, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(NTXent(t)(z).double(), ntxent_by_definition(z, t), atol=1e-5, rtol=0)
+
+
+def test_ntxent_prefers_aligned_pairs_and_checks_shape():
+    z = torch.randn(8, 4)
+    assert NTXent()(torch.cat([z[:4], z[:4]])) < NTXent()(z)
+    with pytest.raises(ValueError, match=r"\(2B, D\)"): NTXent()(torch.randn(7, 4))
+
+
+def test_galaxy_loss_terms_and_gradients(data):
+    x, mask = data
+    torch.manual_seed(0)
+    model = GalaxyUNet(width=4, depth=2, proj_dim=8)
+    clean, m2 = torch.cat([x, x.flip(-1)]), torch.cat([mask, mask.flip(-1)])
+    loss_func = GalaxyLoss()
+    loss = loss_func(model(clean + 0.05 * torch.randn_like(clean)), clean, m2)
+    t = loss_func.terms
+    assert set(t) >= {'fg', 'bg', 'tv', 'dark', 'contrastive', 'total'}
+    assert all(not v.requires_grad for v in t.values())
+    torch.testing.assert_close(loss.detach(), 0.8 * t['fg'] + 0.2 * t['bg'] + 0.75 * t['contrastive'])
+    torch.testing.assert_close(t['bg'], t['tv'] + 0.25 * t['dark'])
+    loss.backward()
+    assert model.head[0].weight.grad.abs().sum() > 0 and model.out.weight.grad.abs().sum() > 0
+
+
+def test_recon_metrics_baseline(data):
+    x, mask = data
+    noisy = x + 0.08 * torch.randn_like(x)
+    met = recon_metrics(x, noisy, x, mask)  # a perfect reconstruction beats its noisy input everywhere
+    for r in ('fg', 'bg'):
+        assert (met[f'recon_ssim_{r}'] > met[f'noisy_ssim_{r}']).all()
+        assert (met[f'recon_psnr_{r}'] > met[f'noisy_psnr_{r}']).all()
+
+
+def test_estimate_noise(data):
+    x, _ = data
+    est = estimate_noise(x + 0.04 * torch.randn_like(x))
+    assert est.shape == (4, 3, 1, 1)
+    assert ((est - 0.04).abs() < 0.006).all()
+
+
+class Oracle(torch.nn.Module):
+    "Predicts E[N | Z] exactly for Z = X + E + M with E, M ~ N(0, s²): (X + Z) / 2 (the X is known)."
+    def __init__(self, truth): super().__init__(); self.truth, self.w = truth, torch.nn.Parameter(torch.zeros(1))
+    def forward(self, z): return (self.truth + z) / 2, None
+
+
+def test_noisier2noise_recovers_truth_from_oracle(data):
+    x, _ = data
+    x = x.clamp(0.2, 0.8)  # keep away from the clip at 0 and 1
+    observed = x + 0.05 * torch.randn_like(x)
+    out = denoise(Oracle(x), observed, 'noisier2noise', noise=lambda t: t + 0.05 * torch.randn_like(t), n_samples=2)
+    torch.testing.assert_close(out, x, atol=1e-5, rtol=0)
+    rec = denoise(Oracle(x), observed, 'reconstruct')
+    assert masked_psnr(rec, x).mean() < masked_psnr(out, x).mean()
+
+
+def test_denoise_inputs_and_modes(data):
+    x, _ = data
+    model = GalaxyUNet(width=4, depth=2, proj_dim=8).train()
+    u8 = (x * 255).round().to(torch.uint8)
+    for imgs in (u8, u8.numpy(), x):
+        out = denoise(model, imgs, 'noisier2noise', n_samples=2, bs=3)
+        assert out.shape == x.shape and out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
+    assert model.training  # mode restored
+    with pytest.raises(ValueError, match="mode must be"): denoise(model, u8, 'blur')
+    with pytest.raises(ValueError, match=r"got shape \(3, 48, 48\)"): denoise(model, np.zeros((3, 48, 48), np.uint8))
+
+
+def test_ssim_map_is_fp32_under_autocast(data):
+    x, _ = data
+    y = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
+    ref = ssim_map(y, x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        m = ssim_map(y.bfloat16(), x.bfloat16())
+    assert m.dtype == torch.float32
+    torch.testing.assert_close(m, ssim_map(y.bfloat16().float(), x.bfloat16().float()))
+    assert (m - ref).abs().mean() < 0.02
