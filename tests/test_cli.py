@@ -1,0 +1,113 @@
+"The `gzh` command: every --help, a train → evaluate → denoise round trip, and clear errors for bad input."
+import json, subprocess, sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gzh.cli import main, parser
+from test_train import write_galaxies
+
+COMMANDS = ['train', 'evaluate', 'denoise', 'demo', 'embed', 'cluster']
+
+
+def test_console_script_help():
+    gzh = Path(sys.executable).parent/'gzh'
+    if not gzh.exists(): pytest.skip('the gzh console script is not installed in this environment')
+    out = subprocess.run([str(gzh), '--help'], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and all(c in out.stdout for c in COMMANDS)
+
+
+def test_console_script_exit_status(round_trip, tmp_path):
+    "A successful command exits 0 (its result is not the exit status); bad input exits non-zero with one line."
+    gzh = Path(sys.executable).parent/'gzh'
+    if not gzh.exists(): pytest.skip('the gzh console script is not installed in this environment')
+    tmp, src = round_trip
+    ok = subprocess.run([str(gzh), 'evaluate', str(tmp/'run'/'model.pth'), '--data', str(src), '--batch-size', '8'],
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert '| ssim fg |' in ok.stdout
+    bad = subprocess.run([str(gzh), 'evaluate', str(tmp_path/'nope.pth'), '--data', str(src)], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and bad.stderr.strip().endswith('nope.pth: no such model file')
+
+
+@pytest.mark.parametrize('cmd', COMMANDS)
+def test_each_command_has_help(cmd, capsys):
+    with pytest.raises(SystemExit) as e: main([cmd, '--help'])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f'usage: gzh {cmd}') and '--out' in out
+
+
+def test_source_help_names_every_kind():
+    h = parser().format_help() + parser()._subparsers._group_actions[0].choices['train'].format_help()
+    for kind in ('demo', 'gz_hubble:ROOT', 'folder', 'CSV/parquet'): assert kind in h
+
+
+@pytest.fixture(scope='module')
+def round_trip(tmp_path_factory):
+    "A tiny `gzh train` on a folder of PNGs, shared by the tests below."
+    tmp = tmp_path_factory.mktemp('cli')
+    src = write_galaxies(tmp/'images', n=40)
+    main(['train', '--data', str(src), '--size', '32', '--epochs', '2', '--batch-size', '8', '--width', '8', '--depth', '2',
+          '--out', str(tmp/'run'), '--no-progress'])
+    return tmp, src
+
+
+def test_train_writes_the_run(round_trip):
+    tmp, _ = round_trip
+    for f in ('model.pth', 'checkpoint.pth', 'history.csv', 'training_curves.png'): assert (tmp/'run'/f).stat().st_size > 0
+
+
+def test_evaluate_reports_model_and_baseline(round_trip):
+    tmp, src = round_trip
+    assert main(['evaluate', str(tmp/'run'/'model.pth'), '--data', str(src), '--batch-size', '8', '--out', str(tmp/'eval.json')]) is None
+    saved = json.loads((tmp/'eval.json').read_text())
+    assert saved['n_images'] == 8 # the seeded 20% hold-out of 40 images
+    for k in ('recon_ssim_fg', 'noisy_ssim_fg', 'recon_psnr_bg', 'noisy_psnr_bg', 'top1'): assert np.isfinite(saved[k]), k
+
+
+@pytest.mark.parametrize('mode', ['reconstruct', 'noisier2noise'])
+def test_denoise_writes_images(round_trip, mode):
+    tmp, src = round_trip
+    imgs = sorted(src.glob('*.png'))[:2]
+    main(['denoise', str(tmp/'run'/'model.pth'), *map(str, imgs), '--out', str(tmp/mode), '--mode', mode])
+    for f in imgs:
+        out = Image.open(tmp/mode/f'{f.stem}_denoised.png')
+        assert out.size == (32, 32) and out.mode == 'RGB'
+
+
+def error_of(args, capsys)->str:
+    with pytest.raises(SystemExit) as e: main(args)
+    assert e.value.code not in (0, None)
+    return str(e.value.code)
+
+
+def test_missing_model_file(round_trip, tmp_path, capsys):
+    _, src = round_trip
+    msg = error_of(['evaluate', str(tmp_path/'nope.pth'), '--data', str(src)], capsys)
+    assert 'gzh evaluate: error:' in msg and 'nope.pth: no such model file' in msg
+
+
+def test_garbage_model_file(round_trip, tmp_path, capsys):
+    _, src = round_trip
+    (tmp_path/'junk.pth').write_bytes(b'\x00garbage' * 100)
+    msg = error_of(['denoise', str(tmp_path/'junk.pth'), str(next(src.glob('*.png'))), '--out', str(tmp_path)], capsys)
+    assert 'junk.pth is not a gzh model file' in msg
+
+
+def test_bad_source(round_trip, tmp_path, capsys):
+    tmp, _ = round_trip
+    msg = error_of(['evaluate', str(tmp/'run'/'model.pth'), '--data', str(tmp_path/'no-such-folder')], capsys)
+    assert 'no-such-folder' in msg and 'source not found' in msg
+    (tmp_path/'notes.txt').write_text('hello')
+    msg = error_of(['train', '--data', str(tmp_path/'notes.txt'), '--out', str(tmp_path/'r')], capsys)
+    assert 'notes.txt' in msg
+
+
+def test_bad_image_to_denoise(round_trip, tmp_path, capsys):
+    tmp, _ = round_trip
+    (tmp_path/'broken.png').write_bytes(b'\x89PNG not really')
+    msg = error_of(['denoise', str(tmp/'run'/'model.pth'), str(tmp_path/'broken.png'), '--out', str(tmp_path)], capsys)
+    assert 'broken.png' in msg

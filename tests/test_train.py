@@ -1,0 +1,194 @@
+"Training: checkpoints and exact resume after SIGKILL, the NaN guard, saved models, precision, metrics."
+import json, os, signal, subprocess, sys, textwrap, warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gzh.train import (Checkpoint, atomic_save, fit_galaxies, load_checkpoint, load_model, pair_top1, precision_callback,
+                       read_history, save_model)
+from gzh.unet import GalaxyUNet
+
+SIZE, TINY = 32, dict(width=8, depth=2, proj_dim=16)
+
+
+def write_galaxies(folder:Path, n:int=48, size:int=48, seed:int=0)->Path:
+    "`n` PNG images of noisy elliptical blobs: a small folder SOURCE."
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:size, :size] / size - 0.5
+    for i in range(n):
+        a, b, t = rng.uniform(0.05, 0.2), rng.uniform(0.03, 0.12), rng.uniform(0, np.pi)
+        u, v = xx*np.cos(t) + yy*np.sin(t), -xx*np.sin(t) + yy*np.cos(t)
+        g = np.exp(-(u**2/a**2 + v**2/b**2) / 2)[..., None] * rng.uniform(0.5, 1, 3)
+        img = np.clip(g + rng.normal(0.03, 0.01, g.shape), 0, 1)
+        Image.fromarray((img * 255).astype(np.uint8)).save(folder/f'g{i:03d}.png')
+    return folder
+
+
+@pytest.fixture(scope='module')
+def tiny_source(tmp_path_factory)->Path:
+    "A folder of 48 small galaxy images."
+    return write_galaxies(tmp_path_factory.mktemp('galaxies')/'images')
+
+
+@pytest.fixture(scope='module')
+def tiny_cache(tiny_source, tmp_path_factory):
+    from gzh.data import load_cache
+    return load_cache(str(tiny_source), size=SIZE, cache_dir=tmp_path_factory.mktemp('cache'), progress=False)
+
+
+def run_kw(**kw): return {**dict(size=SIZE, epochs=3, bs=8, model_kw=TINY, progress=False), **kw}
+
+
+# ---- fault test: SIGKILL part-way, resume, same weights as an uninterrupted run -------------------------------------
+TRAIN_SCRIPT = textwrap.dedent('''
+    import os, signal, sys, torch
+    torch.set_num_threads(1)
+    from fastai.callback.core import Callback
+    from gzh.data import load_cache
+    from gzh.train import fit_galaxies
+    source, cache_dir, out, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    class Kill(Callback):
+        "SIGKILL this process after training step `kill_at`."
+        order = 100
+        def after_batch(self):
+            if self.training and self.train_iter == kill_at: os.kill(os.getpid(), signal.SIGKILL)
+    cache = load_cache(source, size=%d, cache_dir=cache_dir, progress=False)
+    fit_galaxies(cache=cache, out=out, resume=True, every=3, cbs=[Kill()] if kill_at else None, **%r)
+''' % (SIZE, dict(epochs=3, bs=8, model_kw=TINY, progress=False)))
+
+
+def train_proc(script:Path, source, cache_dir, out, kill_at=0):
+    return subprocess.run([sys.executable, str(script), str(source), str(cache_dir), str(out), str(kill_at)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def state(path): return torch.load(path, weights_only=True)['state_dict']
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tiny_source, tmp_path):
+    script, cache_dir = tmp_path/'train.py', tmp_path/'cache'
+    script.write_text(TRAIN_SCRIPT)
+    ref = train_proc(script, tiny_source, cache_dir, tmp_path/'ref')
+    assert ref.returncode == 0, ref.stderr
+    # killed in epoch 1 (4 steps per epoch), one step after the step-6 checkpoint: resume is mid-epoch
+    killed = train_proc(script, tiny_source, cache_dir, tmp_path/'run', kill_at=7)
+    assert killed.returncode == -signal.SIGKILL
+    assert not (tmp_path/'run'/'model.pth').exists()
+    ck = load_checkpoint(tmp_path/'run'/'checkpoint.pth')
+    assert (ck['epoch'], ck['iter'], ck['train_iter']) == (1, 2, 6)
+    # a half-written checkpoint (what a kill during a save leaves) sits beside it and must be ignored
+    (tmp_path/'run'/'.checkpoint.pth.999.tmp').write_bytes(b'PK\x03\x04 truncated')
+    resumed = train_proc(script, tiny_source, cache_dir, tmp_path/'run')
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = state(tmp_path/'ref'/'model.pth'), state(tmp_path/'run'/'model.pth')
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = [l.split(',')[0] for l in (tmp_path/'run'/'history.csv').read_text().splitlines()]
+    assert [r for r in rows if r != 'epoch'] == ['0', '1', '2'] # each epoch logged once, none of the skipped ones
+    assert read_history(tmp_path/'run'/'history.csv').shape[0] == 3
+
+
+def test_truncated_checkpoint_is_refused(tmp_path):
+    f = tmp_path/'checkpoint.pth'
+    atomic_save(dict(format='gzh-checkpoint', x=torch.zeros(1000)), f)
+    f.write_bytes(f.read_bytes()[:300])
+    with pytest.raises(ValueError, match=r'checkpoint\.pth is not a readable gzh checkpoint'): load_checkpoint(f)
+
+
+def test_failed_save_keeps_the_previous_file(tmp_path):
+    f = tmp_path/'checkpoint.pth'
+    atomic_save(dict(format='gzh-checkpoint', step=1), f)
+    with pytest.raises(Exception): atomic_save(dict(format='gzh-checkpoint', step=2, bad=lambda: 0), f) # fails mid-pickle
+    assert load_checkpoint(f)['step'] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ['checkpoint.pth'] # no temporary file left behind
+
+
+# ---- NaN guard ------------------------------------------------------------------------------------------------------
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tiny_cache, tmp_path):
+    from fastai.callback.core import Callback
+    class Poison(Callback):
+        "Make the loss of training step 6 (epoch 1) NaN."
+        order = 12
+        def after_loss(self):
+            if self.training and self.train_iter == 6: self.learn.loss = self.learn.loss_grad = self.loss * float('nan')
+    with pytest.raises(FloatingPointError, match='non-finite loss'):
+        fit_galaxies(cache=tiny_cache, out=tmp_path, cbs=[Poison()], **run_kw(epochs=2))
+    ck = load_checkpoint(tmp_path/'checkpoint.pth')
+    assert (ck['epoch'], ck['iter']) == (1, 0) # end of epoch 0: nothing after the bad step was saved
+    assert all(v.isfinite().all() for v in ck['model'].values() if v.is_floating_point())
+    assert not (tmp_path/'model.pth').exists()
+
+
+# ---- a normal run: metrics, log, no warnings on CPU, lr_find --------------------------------------------------------
+@pytest.fixture(scope='module')
+def trained(tiny_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp('run')
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        learn = fit_galaxies(cache=tiny_cache, out=out, **run_kw(epochs=2))
+    return learn, out, w
+
+
+def test_run_logs_every_term_and_metric(trained):
+    learn, out, w = trained
+    h = read_history(out/'history.csv')
+    assert list(h.epoch) == [0, 1]
+    for c in ['train_loss', 'valid_loss', 'loss_fg', 'loss_bg', 'loss_contrastive', 'top1'] + \
+             [f'{s}_{m}_{r}' for s in ('recon', 'noisy') for m in ('ssim', 'psnr') for r in ('fg', 'bg')]:
+        assert c in h and h[c].notna().all(), c
+    assert ((h.top1 >= 0) & (h.top1 <= 1)).all()
+    assert (h.noisy_ssim_fg.diff().dropna() == 0).all() # seeded validation views: the baseline is the same each epoch
+
+
+def test_precision_follows_the_training_device(trained):
+    "CPU: float32, no autocast, no warnings. CUDA: bf16 autocast where the GPU has it, fp16 with a grad scaler elsewhere."
+    learn, out, w = trained
+    assert [str(x.message) for x in w] == []
+    amp = [cb for cb in learn.cbs if type(cb).__name__ == 'MixedPrecision']
+    if learn.dls.device.type == 'cuda': assert amp[0].amp_mode.value == ('bf16' if torch.cuda.is_bf16_supported() else 'fp16')
+    else: assert amp == []
+    assert all(p.dtype == torch.float32 for p in learn.model.parameters()) # master weights stay float32
+
+
+def test_lr_find_leaves_no_checkpoint(tiny_cache, tmp_path):
+    from gzh.data import galaxy_dls
+    from gzh.train import galaxy_learner
+    learn = galaxy_learner(galaxy_dls(tiny_cache, bs=8), GalaxyUNet(**TINY), path=tmp_path, progress=False)
+    sug = learn.lr_find(num_it=8, show_plot=False)
+    assert sug.valley > 0
+    assert not (tmp_path/'checkpoint.pth').exists()
+
+
+def test_precision_follows_device(monkeypatch):
+    assert precision_callback('cpu') is None
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: True)
+    assert precision_callback('cuda').amp_mode.value == 'bf16'
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: False)
+    assert precision_callback('cuda').amp_mode.value == 'fp16'
+
+
+def test_pair_top1():
+    z = torch.randn(6, 16)
+    assert pair_top1(torch.cat([z, z + 0.01 * torch.randn(6, 16)])).tolist() == [1.] * 12
+    assert pair_top1(torch.cat([z, z.roll(1, 0)])).sum() < 12
+
+
+# ---- saved models ---------------------------------------------------------------------------------------------------
+def test_save_load_round_trip(tmp_path):
+    m = GalaxyUNet(**TINY).eval()
+    save_model(m, tmp_path/'m.pth', size=SIZE)
+    m2 = load_model(tmp_path/'m.pth')
+    x = torch.rand(2, 3, SIZE, SIZE)
+    assert m2.config == m.config and m2.meta == {'size': SIZE}
+    assert torch.equal(m(x)[0], m2(x)[0])
+
+
+def test_load_model_rejects_other_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope.pth'): load_model(tmp_path/'nope.pth')
+    (tmp_path/'garbage.pth').write_bytes(b'not a model at all')
+    with pytest.raises(ValueError, match=r'garbage\.pth is not a gzh model file'): load_model(tmp_path/'garbage.pth')
+    torch.save(GalaxyUNet(**TINY).state_dict(), tmp_path/'bare.pth') # a plain state_dict: no config
+    with pytest.raises(ValueError, match=r'bare\.pth is not a gzh model file'): load_model(tmp_path/'bare.pth')
