@@ -692,10 +692,11 @@ def galaxy_dls(cache:GalaxyCache, # from `load_cache`
                num_workers:int=0, # worker processes (reading a memmap rarely needs them)
               ) -> DataLoaders:
     "fastai `DataLoaders` of `(uint8 (B,3,S,S),)` batches on `device`, read straight from the cache's memmap."
+    # a lone trailing galaxy has no negatives for NT-Xent, so a last batch of one is dropped
     train, valid = split_idxs(cache.catalog, valid_pct, seed)
     device = default_device() if device is None else torch.device(device)
     mk = lambda idxs, shuffle: GalaxyDL(MemmapImages(cache.images, idxs), bs=bs, shuffle=shuffle, num_workers=num_workers,
-                                        drop_last=shuffle and len(idxs) > bs, device=device)
+                                        drop_last=shuffle and len(idxs) > bs or len(idxs) % bs == 1, device=device)
     dls = DataLoaders(mk(train, True), mk(valid, False), device=device)
     dls.cache = cache
     return dls

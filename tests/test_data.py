@@ -231,6 +231,14 @@ def test_dls_and_figure(tiny_cache):
     assert len([a for a in fig.axes if a.images]) == 8 and all(a.get_title() for a in fig.axes if a.images)
 
 
+
+def test_no_validation_batch_of_one(tiny_cache):
+    "NT-Xent needs two galaxies per batch: a lone trailing validation galaxy is dropped, any larger remainder kept."
+    n_valid = len(galaxy_dls(tiny_cache, bs=len(tiny_cache), device='cpu').valid.dataset)
+    for bs in (n_valid - 1, n_valid - 2):
+        sizes = [len(b[0]) for b in galaxy_dls(tiny_cache, bs=bs, device='cpu').valid]
+        assert min(sizes) >= 2 and sum(sizes) == (n_valid - 1 if n_valid % bs == 1 else n_valid)
+
 # ---- the three real sets beside the project ----
 
 def test_shared_sdss_spirals(shared_data, tmp_path):
