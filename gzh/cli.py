@@ -217,7 +217,8 @@ def demo(a):
     cache = load_cache('demo', size=a.size)
     show_galaxies(cache).savefig(out/'data_sample.png', dpi=100)
     secs['data'], t = round(time.time() - t, 1), time.time()
-    learn = fit_galaxies('demo', size=a.size, epochs=a.epochs, bs=32, out=out/'run', cache=cache, model_kw=dict(width=a.width))
+    learn = fit_galaxies('demo', size=a.size, epochs=a.epochs, bs=32, out=out/'run', cache=cache, model_kw=dict(width=a.width),
+                         progress=sys.stdout.isatty()) # bars only on a terminal, not in logs
     secs['train'], t = round(time.time() - t, 1), time.time()
     metrics = dict(n_images=len(learn.dls.valid_ds), **evaluate(learn))
     show_denoising(learn.model, learn.dls.valid.one_batch()[0][:4]).savefig(out/'denoising_examples.png', dpi=100)
