@@ -171,12 +171,8 @@ class Views(NamedTuple):
 _NOISE_ARGS = ('gain', 'sky', 'read_noise', 'exact_below')
 _MASK_ARGS = ('sigma', 'min_snr', 'open_size', 'close_size', 'dilate_size')
 
-def make_views(x:Tensor, # uint8 or float images (B,3,H,W) on any device
-               generator:torch.Generator|None=None, # for reproducible views; None: see `draw_seed`
-               augment:nn.Module|None=None, # view pipeline; None: `view_augment()`
-               **params, # keyword arguments of `add_noise` and `foreground_mask`
-              )->Views:
-    "Two augmented clean views of `x`, their noisy versions and their masks, all batched on `x.device`."
+def _stacked_views(x:Tensor, generator:torch.Generator|None, augment:nn.Module|None, **params)->tuple:
+    "Clean views, noisy views and masks, each stacked as [view 1; view 2] (2B rows): the layout the model trains on."
     if unknown := set(params) - set(_NOISE_ARGS + _MASK_ARGS): raise TypeError(f"make_views got unknown parameters {sorted(unknown)}")
     x, seed = as_images(x), draw_seed(generator)
     with torch.random.fork_rng(devices=[x.device.index or 0] if x.device.type == 'cuda' else []):
@@ -184,6 +180,15 @@ def make_views(x:Tensor, # uint8 or float images (B,3,H,W) on any device
         c = (augment or view_augment()).to(x.device)(torch.cat([x, x]))
     n = add_noise(c, generator=torch.Generator().manual_seed(seed + 1), **{k: v for k, v in params.items() if k in _NOISE_ARGS})
     m = foreground_mask(c, **{k: v for k, v in params.items() if k in _MASK_ARGS})
+    return c, n, m
+
+def make_views(x:Tensor, # uint8 or float images (B,3,H,W) on any device
+               generator:torch.Generator|None=None, # for reproducible views; None: see `draw_seed`
+               augment:nn.Module|None=None, # view pipeline; None: `view_augment()`
+               **params, # keyword arguments of `add_noise` and `foreground_mask`
+              )->Views:
+    "Two augmented clean views of `x`, their noisy versions and their masks, all batched on `x.device`."
+    c, n, m = _stacked_views(x, generator, augment, **params)
     return Views(*c.chunk(2), *n.chunk(2), *m.chunk(2))
 
 # %% ../nbs/01_noise_masks.ipynb #9c5e41a8
@@ -198,9 +203,8 @@ class ViewsCallback(Callback):
     def before_batch(self):
         x = self.xb[0].to(next(self.model.parameters(), self.xb[0]).device)
         g = None if self.training else torch.Generator().manual_seed(self.valid_seed + self.iter)
-        v = make_views(x, g, self.augment, **self.params)
-        self.learn.xb = (torch.cat([v.n1, v.n2]),)
-        self.learn.yb = (torch.cat([v.c1, v.c2]), torch.cat([v.m1, v.m2]))
+        c, n, m = _stacked_views(x, g, self.augment, **self.params)
+        self.learn.xb, self.learn.yb = (n,), (c, m)
 
 # %% ../nbs/01_noise_masks.ipynb #3df2dadb
 def show_views(v:Views, # views of a batch
