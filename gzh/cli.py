@@ -20,7 +20,8 @@ def _add_train(sub):
     p = sub.add_parser('train', help='train the denoising + contrastive model', description=(
         "Train the U-Net denoiser + SimCLR head on SOURCE with the one-cycle policy. Writes OUT/model.pth, OUT/history.csv, "
         "OUT/training_curves.png and OUT/checkpoint.pth (every epoch, and every --every steps); --resume continues an "
-        "interrupted run exactly. Several GPUs: `accelerate launch -m gzh.cli train ...`."))
+        "interrupted run exactly. Several GPUs: `accelerate launch -m gzh.cli train ...`; "
+        "several CPU processes: `torchrun --nproc_per_node N -m gzh.cli train ...`."))
     p.add_argument('--data', required=True, metavar='SOURCE', help=SOURCE_HELP)
     p.add_argument('--size', type=int, default=64, help='image side in pixels (default: 64)')
     p.add_argument('--epochs', type=int, default=5, help='epochs (default: 5)')

@@ -13,7 +13,7 @@ __all__ = ['precision_callback', 'pair_top1', 'ValidScores', 'Score', 'galaxy_me
 import contextlib, json, os, random, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
-import torch.nn.functional as F
+import torch.nn.functional as F, torch.distributed as dist
 from torch import nn, Tensor
 from fastai.learner import Learner, Metric, SkipToEpoch
 from fastai.callback.core import Callback, CancelFitException, CancelBatchException
@@ -24,6 +24,8 @@ from fastai.callback.schedule import fit_one_cycle, lr_find  # patches Learner
 from fastai.optimizer import Adam
 from fastai.imports import noop # fastai's own `noop`, the one its `no_logging` sets
 from fastcore.foundation import L
+from fastcore.basics import patch
+from fastai.distributed import DistributedDL
 from fastai.torch_core import to_device, default_device, set_seed, num_distrib, rank_distrib
 
 import matplotlib.pyplot as plt
@@ -149,8 +151,11 @@ class Checkpoint(Callback):
 
     def before_fit(self):
         # fastai's validate, get_preds and lr_find run without logging: no checkpoints there, only in real fits
-        self.active, self.start, self._logger, self._rng = self.learn.logger is not noop and rank_distrib() == 0, (0, 0), None, None
-        if self.active and self.resume and self.file.exists(): self._restore(load_checkpoint(self.file))
+        # (this runs before fastai's `DistributedTrainer` silences the logger of ranks > 0)
+        real_fit = self.learn.logger is not noop
+        self.active, self.start, self._logger, self._rng = real_fit and rank_distrib() == 0, (0, 0), None, None
+        # every rank restores (same weights, optimiser, position); only rank 0 writes
+        if real_fit and self.resume and self.file.exists(): self._restore(load_checkpoint(self.file))
         if self.start[0]: self.learn.add_cb(SkipToEpoch(self.start[0])) # fastai's own way to skip finished epochs
 
     def _restore(self, ck:dict):
@@ -228,7 +233,7 @@ def galaxy_learner(dls, # from `gzh.data.galaxy_dls`: batches of uint8 images
     if compile: model.compile()
     extra = [ViewsCallback(**(views or {})), ValidScores(), NaNGuard(), precision_callback(dls.device),
              ChannelsLast() if channels_last else None, Checkpoint(checkpoint, every, resume) if checkpoint else None,
-             CSVLogger(log, append=resume) if log else None]
+             CSVLogger(log, append=resume) if log and rank_distrib() == 0 else None]
     learn = Learner(dls, model, loss_func=loss_func, opt_func=Adam, lr=lr, wd=wd, path=path,
                     metrics=galaxy_metrics(loss_terms(loss_func)), cbs=[c for c in extra if c is not None] + list(cbs or []))
     if not progress: learn.remove_cb(ProgressCallback)
@@ -259,10 +264,16 @@ def load_model(path:str|Path, # a file written by `save_model`
     return model.to(device or 'cpu').eval()
 
 # %% ../nbs/04_train.ipynb #2ae7bcd3
+@patch
+def _broadcast(self:DistributedDL, t, rank):
+    "Broadcast the list `t` from `rank` in a tensor on the device the process group's backend needs: CUDA for NCCL, CPU for gloo."
+    t = torch.tensor(t, dtype=torch.long, device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
+    dist.broadcast(t, rank)
+    return t.cpu().tolist()
+
 def parallel_ctx(learn:Learner):
-    "fastai's data-parallel context when launched as several processes (`accelerate launch`); otherwise nothing."
+    "fastai's data-parallel context when launched as several processes (`accelerate launch`, `torchrun`); otherwise nothing."
     if num_distrib() <= 1: return contextlib.nullcontext()
-    import fastai.distributed # needs `accelerate`
     return learn.distrib_ctx(sync_bn=torch.cuda.is_available(), cpu=not torch.cuda.is_available())
 
 def fit_galaxies(source:str='demo', # a `gzh.data.load_cache` source
