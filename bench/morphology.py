@@ -1,14 +1,16 @@
 """Do gzh's embeddings capture morphology on real galaxies?
 
-    python bench/morphology.py [--model PATH] [--epochs N] [--width W] [--bs B] [--out DIR]
+    python bench/morphology.py [--model PATH] [--crop C] [--epochs N] [--width W] [--bs B] [--out DIR]
 
-With `--model` (a file written by `gzh.train.save_model`, e.g. /tmp/gzh-runs/sdss64/model.pth) it measures that
-model; without, it first trains one with `gzh.train.fit_galaxies` on the 1,400 train-split images of
-../shared/data/sdss-spirals at 64 px (labels unused) and saves it in DIR. Then, from frozen embeddings:
+With `--model` (a file written by `gzh.train.save_model`, e.g. /tmp/gzh-runs/sdss64-crop05/model.pth) it measures
+that model, on images cropped as it was trained; without, it first trains one with `gzh.train.fit_galaxies` on the
+1,400 train-split images of ../shared/data/sdss-spirals at 64 px, keeping the central `--crop` of each image (default
+0.5; labels unused), and saves it in DIR. Then, from frozen embeddings:
 - sdss-spirals: kNN (k=10, cosine) and logistic-probe accuracy of `spiral` on the 600 valid-split galaxies, and
   ARI/NMI of HDBSCAN and K-means clusters with `spiral`;
 - decals-rings (470, seeded 80/20 split): `ring` accuracy and R² (kNN, ridge) of its three vote fractions.
-Every number is printed beside the same probe on raw-pixel PCA and on an untrained GalaxyUNet, measured in the same run.
+Every number is printed beside the same probe on raw-pixel PCA and on an untrained GalaxyUNet, measured in the same run
+on the same (cropped) images.
 """
 import argparse, json, time
 from pathlib import Path
@@ -46,24 +48,27 @@ def clusters_vs(X:np.ndarray, y)->dict:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--model', help='model file from gzh.train.save_model (default: train one)')
-    p.add_argument('--epochs', type=int, default=10, help='epochs when training')
-    p.add_argument('--width', type=int, default=16, help='GalaxyUNet width when training')
+    p.add_argument('--crop', type=float, help="central fraction of each image's side (default: the model's, else 0.5)")
+    p.add_argument('--epochs', type=int, default=12, help='epochs when training')
+    p.add_argument('--width', type=int, default=32, help='GalaxyUNet width when training')
     p.add_argument('--bs', type=int, default=32, help='batch size when training')
     p.add_argument('--out', default='/tmp/gzh-runs/morphology', help='run folder when training')
     a = p.parse_args(argv)
-    sdss = load_cache(str(SHARED / 'sdss-spirals' / 'catalog.csv'), size=64, progress=False)
-    t = time.perf_counter()
+    model = None
     if a.model:
         from gzh.train import load_model
         model, how = load_model(a.model), f'loaded {a.model}'
-    else:
+    crop = a.crop or (model.meta.get('crop', 1.) if model else 0.5)
+    sdss = load_cache(str(SHARED / 'sdss-spirals' / 'catalog.csv'), size=64, crop=crop, progress=False)
+    t = time.perf_counter()
+    if model is None:
         from gzh.train import fit_galaxies
         model = fit_galaxies(cache=sdss, epochs=a.epochs, bs=a.bs, model_kw=dict(width=a.width), out=a.out, progress=False).model
         how = f'trained {a.epochs} epochs (width {a.width}, bs {a.bs}) in {time.perf_counter() - t:.0f} s -> {a.out}/model.pth'
     torch.manual_seed(0)
     untrained = GalaxyUNet(**model.config)
     models = {'gzh': model.cpu(), 'untrained': untrained}
-    print(f'model: {how}; config {model.config}')
+    print(f'model: {how}; config {model.config}; images: 64 px, central {crop:g} of each side')
 
     feats, meta = features(models, sdss)
     tr, va = train_valid(meta)
@@ -75,14 +80,14 @@ def main(argv=None):
     print('\nclusters vs spiral (all 2000 galaxies):')
     print(pd.DataFrame({(f, c): v for f, d in clus.items() for c, v in d.items()}).T.to_string())
 
-    rings = load_cache(str(SHARED / 'decals-rings' / 'catalog.csv'), size=64, progress=False)
+    rings = load_cache(str(SHARED / 'decals-rings' / 'catalog.csv'), size=64, crop=crop, progress=False)
     rfeats, rmeta = features(models, rings)
     rtr, rva = train_valid(rmeta)
     rows = {(k, col): probe(X, rmeta[col], rtr, rva) for k, X in rfeats.items() for col in ['ring', *VOTES]}
     ring = pd.DataFrame(rows).T
     print(f'\ndecals-rings ({len(rva)} held-out of {len(rmeta)}):')
     print(ring.drop(columns='n_valid').round(3).to_string())
-    return dict(model=how, spiral=spiral.to_dict(), clusters=clus, rings={f'{k}|{c}': v for (k, c), v in rows.items()})
+    return dict(model=how, crop=crop, spiral=spiral.to_dict(), clusters=clus, rings={f'{k}|{c}': v for (k, c), v in rows.items()})
 
 
 if __name__ == '__main__':

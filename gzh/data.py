@@ -26,8 +26,9 @@ __all__ = ['IMAGE_EXTS', 'FITS_EXTS', 'DEMO_CLASSES', 'DEMO_FOV', 'DEMO_BANDS', 
            'catalog_source', 'rgc_source', 'fits_source', 'demo_params', 'demo_psf', 'arm_pattern', 'demo_components',
            'asinh_display', 'render_galaxy', 'hdf_boxes', 'hdf_cutout', 'demo_source', 'gzh_vote_cols',
            'check_gz_hubble', 'gz_hubble_catalog', 'check_votes', 'add_vote_fractions', 'gzh_morphology', 'gzh_source',
-           'gzh_votes_row', 'fake_gz_hubble', 'galaxy_source', 'default_cache_dir', 'cache_path', 'build_cache',
-           'GalaxyCache', 'load_cache', 'MemmapImages', 'GalaxyDL', 'split_idxs', 'galaxy_dls', 'show_galaxies']
+           'gzh_votes_row', 'fake_gz_hubble', 'galaxy_source', 'default_cache_dir', 'cache_path', 'decode_side',
+           'centre_crop', 'build_cache', 'GalaxyCache', 'load_cache', 'MemmapImages', 'GalaxyDL', 'split_idxs',
+           'galaxy_dls', 'show_galaxies']
 
 # %% ../nbs/00_data.ipynb #c5b0546b
 class GalaxyDataError(ValueError):
@@ -571,19 +572,33 @@ def default_cache_dir() -> Path:
     "`$GZH_CACHE`, else `~/.cache/gzh`."
     return Path(os.environ.get('GZH_CACHE', '~/.cache/gzh')).expanduser()
 
-def cache_path(src:Source, size:int, cache_dir=None) -> Path:
-    "The cache folder for a source at a size: readable name + hash of (format version, source, size, file fingerprint)."
-    key = hashlib.sha1(json.dumps([CACHE_VERSION, src.name, size, src.fingerprint]).encode()).hexdigest()[:12]
+def cache_path(src:Source, size:int, cache_dir=None, crop:float=1.) -> Path:
+    "The cache folder for a source at a size and crop: readable name + hash of (format version, source, size, file fingerprint, crop)."
+    zoom = [] if crop == 1 else [crop]  # whole-image caches keep their names
+    key = hashlib.sha1(json.dumps([CACHE_VERSION, src.name, size, src.fingerprint, *zoom]).encode()).hexdigest()[:12]
     slug = ''.join(c if c.isalnum() or c in '._' else '-' for c in src.name.rstrip('/').split('/')[-1])[:40]
-    return Path(cache_dir or default_cache_dir()).expanduser()/f'{slug}-{size}px-{key}'
+    return Path(cache_dir or default_cache_dir()).expanduser()/f'{slug}-{size}px{"".join(f"-crop{z:g}" for z in zoom)}-{key}'
 
-def _decode_all(src:Source, size:int, tmp:Path, on_error:str, progress:bool) -> tuple[list, list, list]:
+def decode_side(size:int, # side wanted after cropping
+                crop:float=1., # fraction of the image side kept around the centre, in (0, 1]
+               ) -> int:
+    "The side to decode an image at so that its central `crop` fraction is `size` pixels."
+    if not 0 < crop <= 1: raise ValueError(f'crop must be a fraction of the image side in (0, 1], not {crop}')
+    return round(size / crop)
+
+def centre_crop(d:Decoded, size:int) -> Decoded:
+    "The central `size`×`size` pixels of a decoded galaxy (image and truth)."
+    o = (d.image.shape[-1] - size) // 2
+    cut = lambda a: None if a is None else np.ascontiguousarray(a[:, o:o + size, o:o + size])
+    return d._replace(image=cut(d.image), truth=cut(d.truth))
+
+def _decode_all(src:Source, size:int, tmp:Path, on_error:str, progress:bool, crop:float) -> tuple[list, list, list]:
     "Decode every row of `src` into memmaps in `tmp`, good rows packed first; return kept rows, their info, skipped."
     n = len(src.catalog)
     maps = [np.memmap(tmp/f, np.uint8, 'w+', shape=(n, 3, size, size)) for f in ('images.u8', 'truth.u8')[:1 + src.has_truth]]
     keep, infos, skipped = [], [], list(src.skipped)
     for i in (progress_bar(range(n), leave=False) if progress else range(n)):
-        try: d = src.read(i, size)
+        try: d = centre_crop(src.read(i, decode_side(size, crop)), size)
         except Exception as e:
             err = e if isinstance(e, GalaxyDataError) else GalaxyDataError(src.item_name(i), f'unexpected {type(e).__name__}: {e}')
             if on_error == 'raise': raise err
@@ -601,6 +616,7 @@ def build_cache(src:Source, # what to decode
                 dest:Path, # the cache folder to create
                 on_error:str='raise', # 'raise' at the first bad file, or 'skip' it and report it in `skipped`
                 progress:bool=True, # show a progress bar
+                crop:float=1., # keep this central fraction of each image's side (see `decode_side`)
                ) -> Path:
     "Decode `src` once into `dest`: written under a temporary name and renamed only when complete."
     n = len(src.catalog)
@@ -609,14 +625,14 @@ def build_cache(src:Source, # what to decode
     tmp = dest.parent/f'.{dest.name}.{uuid.uuid4().hex[:8]}.tmp'
     tmp.mkdir()
     try:
-        keep, infos, skipped = _decode_all(src, size, tmp, on_error, progress)
+        keep, infos, skipped = _decode_all(src, size, tmp, on_error, progress, crop)
         if not keep: raise GalaxyDataError(src.name, f'empty source: none of its {n} images could be read '
                                                      f'(first: {skipped[0][0]}: {skipped[0][1]})')
         for f in tmp.glob('*.u8'): os.truncate(f, len(keep) * 3 * size * size)
         cat = src.catalog.iloc[keep].reset_index(drop=True)
         for k, v in pd.DataFrame(infos, index=cat.index).items(): cat[k] = v
         cat.to_parquet(tmp/'catalog.parquet', index=False)
-        meta = dict(version=CACHE_VERSION, source=src.name, size=size, n=len(keep), has_truth=src.has_truth, skipped=skipped)
+        meta = dict(version=CACHE_VERSION, source=src.name, size=size, crop=crop, n=len(keep), has_truth=src.has_truth, skipped=skipped)
         (tmp/'meta.json').write_text(json.dumps(meta))
         try: os.replace(tmp, dest)
         except OSError:
@@ -632,7 +648,7 @@ class GalaxyCache:
     def __init__(self, path):
         self.path = Path(path)
         meta = json.loads((self.path/'meta.json').read_text())
-        self.size, self.source, self.skipped = meta['size'], meta['source'], [tuple(s) for s in meta['skipped']]
+        self.size, self.crop, self.source, self.skipped = meta['size'], meta.get('crop', 1.), meta['source'], [tuple(s) for s in meta['skipped']]
         shape = (meta['n'], 3, self.size, self.size)
         self.images = np.memmap(self.path/'images.u8', np.uint8, 'r', shape=shape)
         self.truth = np.memmap(self.path/'truth.u8', np.uint8, 'r', shape=shape) if meta['has_truth'] else None
@@ -643,16 +659,18 @@ class GalaxyCache:
 
 def load_cache(source='demo', # 'demo[:N[:SEED]]', 'gz_hubble:ROOT', a folder, a CSV/parquet catalogue, or a FITS file
                size:int=64, # image side in pixels
+               crop:float=1., # fraction of each image's side kept around its centre before resizing (1: whole image)
                cache_dir=None, # default `$GZH_CACHE` or ~/.cache/gzh
                on_error:str='raise', # bad input: 'raise' a GalaxyDataError, or 'skip' it and list it in `cache.skipped`
                progress:bool=True, # progress bar while building
               ) -> GalaxyCache:
-    "Decode a source once into an on-disk uint8 cache (reused while source and size are unchanged) and open it."
+    "Decode a source once into an on-disk uint8 cache (reused while source, size and crop are unchanged) and open it."
     if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    decode_side(size, crop)  # checks `crop` before any work
     src = galaxy_source(source, on_error)
-    dest = cache_path(src, size, cache_dir)
+    dest = cache_path(src, size, cache_dir, crop)
     if (dest/'meta.json').is_file(): src.close()
-    else: build_cache(src, size, dest, on_error, progress)
+    else: build_cache(src, size, dest, on_error, progress, crop)
     cache = GalaxyCache(dest)
     if on_error == 'raise' and cache.skipped:
         f, why = cache.skipped[0]

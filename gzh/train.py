@@ -278,6 +278,7 @@ def parallel_ctx(learn:Learner):
 
 def fit_galaxies(source:str='demo', # a `gzh.data.load_cache` source
                  size:int=64, # image side
+                 crop:float=1., # central fraction of each image's side to keep (`load_cache`)
                  epochs:int=5, # one-cycle epochs
                  bs:int=64, # batch size (the model sees 2×bs views)
                  lr:float=3e-3, # maximum learning rate
@@ -290,14 +291,14 @@ def fit_galaxies(source:str='demo', # a `gzh.data.load_cache` source
                 )->Learner:
     "Train on `source` with the one-cycle policy, checkpointing into `out`; writes `out/model.pth` at the end."
     out = Path(out)
-    cache = cache if cache is not None else load_cache(source, size=size)
+    cache = cache if cache is not None else load_cache(source, size=size, crop=crop)
     set_seed(seed, reproducible=True)
     model = GalaxyUNet(**(model_kw or {}))
     learn = galaxy_learner(galaxy_dls(cache, bs=bs, seed=seed), model, path=out, lr=lr, resume=resume, **kwargs)
     with parallel_ctx(learn): learn.fit_one_cycle(epochs, lr)
     if getattr(learn, 'nan_stop', None):
         raise FloatingPointError(f"training stopped on a non-finite loss at {learn.nan_stop}; the last good checkpoint is in {out}")
-    if rank_distrib() == 0: save_model(learn.model, out/'model.pth', size=cache.size, source=str(source), epochs=epochs, seed=seed)
+    if rank_distrib() == 0: save_model(learn.model, out/'model.pth', size=cache.size, crop=cache.crop, source=str(source), epochs=epochs, seed=seed)
     return learn
 
 # %% ../nbs/04_train.ipynb #971a4031
