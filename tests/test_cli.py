@@ -50,7 +50,7 @@ def round_trip(tmp_path_factory):
     "A tiny `gzh train` on a folder of PNGs, shared by the tests below."
     tmp = tmp_path_factory.mktemp('cli')
     src = write_galaxies(tmp/'images', n=40)
-    main(['train', '--data', str(src), '--size', '32', '--epochs', '2', '--batch-size', '8', '--width', '8', '--depth', '2',
+    main(['train', '--data', str(src), '--size', '32', '--crop', '0.5', '--epochs', '2', '--batch-size', '8', '--width', '8', '--depth', '2',
           '--out', str(tmp/'run'), '--no-progress'])
     return tmp, src
 
@@ -58,6 +58,21 @@ def round_trip(tmp_path_factory):
 def test_train_writes_the_run(round_trip):
     tmp, _ = round_trip
     for f in ('model.pth', 'checkpoint.pth', 'history.csv', 'training_curves.png'): assert (tmp/'run'/f).stat().st_size > 0
+
+
+def test_model_remembers_its_crop(round_trip):
+    from gzh.cli import model_cache
+    from gzh.train import load_model
+    tmp, src = round_trip
+    model = load_model(tmp/'run'/'model.pth')
+    cache = model_cache(model, src)
+    assert model.meta['crop'] == 0.5 and (cache.size, cache.crop) == (32, 0.5)
+
+
+def test_bad_crop(round_trip, tmp_path, capsys):
+    _, src = round_trip
+    msg = error_of(['train', '--data', str(src), '--crop', '0', '--out', str(tmp_path/'r')], capsys)
+    assert 'crop must be a fraction of the image side' in msg and not (tmp_path/'r').exists()
 
 
 def test_evaluate_reports_model_and_baseline(round_trip):
