@@ -72,12 +72,13 @@ def colour_matrices(n:int, # views
 
 class RandomViews(nn.Module):
     "One random geometric + colour view of each image of a batch, drawn from torch's random state: see `view_augment`."
-    def __init__(self, **kw): super().__init__(); self.kw = kw
+    def __init__(self, geometry:dict, # keyword arguments of `affine_matrices`
+                 colour:dict, # keyword arguments of `colour_matrices`
+                ): super().__init__(); self.geometry, self.colour = geometry, colour
     def forward(self, x:Tensor)->Tensor:
-        geo = {k: v for k, v in self.kw.items() if k in ('degrees', 'translate', 'zoom', 'flip')}
-        theta = affine_matrices(len(x), **geo, device=x.device)
+        theta = affine_matrices(len(x), **self.geometry, device=x.device)
         v = F.grid_sample(x, F.affine_grid(theta, x.shape, align_corners=False), align_corners=False) # zero padding
-        A, k = colour_matrices(len(x), **{n: w for n, w in self.kw.items() if n not in geo}, device=x.device)
+        A, k = colour_matrices(len(x), **self.colour, device=x.device)
         offset = k * (v.mean((2, 3)) @ torch.tensor(LUMA, device=x.device))
         return torch.baddbmm(offset[:, None, None].expand(-1, 3, 1), A, v.flatten(2)).view_as(v).clamp_(0, 1)
 
@@ -90,8 +91,8 @@ def view_augment(degrees:float=180., # rotation range ±degrees
                  grayscale:float=0.2, # probability of turning the view grayscale (0: never)
                 )->nn.Module:
     "Batched views, one draw per image: flip, rotation + zoom + shift with zero padding (one warp), colour jitter and grayscale (one colour matrix)."
-    return RandomViews(degrees=degrees, translate=translate, zoom=zoom, flip=flip, jitter=jitter,
-                       brightness=brightness, contrast=contrast, saturation=saturation, grayscale=grayscale)
+    return RandomViews(dict(degrees=degrees, translate=translate, zoom=zoom, flip=flip),
+                       dict(jitter=jitter, brightness=brightness, contrast=contrast, saturation=saturation, grayscale=grayscale))
 
 # %% ../nbs/01_noise_masks.ipynb #9d378a4e
 def _span(v)->tuple: return (float(v), float(v)) if isinstance(v, (int, float)) else tuple(map(float, v))
