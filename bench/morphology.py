@@ -1,11 +1,12 @@
 """Do gzh's embeddings capture morphology on real galaxies?
 
-    python bench/morphology.py [--model PATH] [--crop C] [--epochs N] [--width W] [--bs B] [--out DIR]
+    python bench/morphology.py [--model PATH] [--crop C] [--epochs N] [--width W] [--bs B] [--probe-every K] [--out DIR]
 
 With `--model` (a file written by `gzh.train.save_model`, e.g. /tmp/gzh-runs/sdss64-crop05/model.pth) it measures
 that model, on images cropped as it was trained; without, it first trains one with `gzh.train.fit_galaxies` on the
 1,400 train-split images of ../shared/data/sdss-spirals at 64 px, keeping the central `--crop` of each image (default
-0.5; labels unused), and saves it in DIR. Then, from frozen embeddings:
+0.5; labels unused), and saves it in DIR; with `--probe-every K` it prints the `spiral` probes every K epochs of
+that training (how far longer training goes: `--epochs 100 --probe-every 10` on a GPU). Then, from frozen embeddings:
 - sdss-spirals: kNN (k=10, cosine) and logistic-probe accuracy of `spiral` on the 600 valid-split galaxies, and
   ARI/NMI of HDBSCAN and K-means clusters with `spiral`;
 - decals-rings (470, seeded 80/20 split): `ring` accuracy and R² (kNN, ridge) of its three vote fractions.
@@ -22,6 +23,7 @@ import torch
 from gzh.cluster import agreement, embed, kmeans_sweep, load_embeddings, pixel_pca, probe, reduce, run_hdbscan, train_valid
 from gzh.data import load_cache
 from gzh.unet import GalaxyUNet
+from fastai.callback.core import Callback
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared' / 'data'
 VOTES = ['smooth-or-featured_featured-or-disk_fraction', 'disk-edge-on_no_fraction', 'has-spiral-arms_no_fraction']
@@ -33,6 +35,17 @@ def features(models:dict, cache)->tuple:
     for name, m in models.items(): X, meta = load_embeddings(embed(m, cache)); out[name] = X
     out['pixel PCA'] = pixel_pca(np.asarray(cache.images), 64)
     return out, meta
+
+
+class ProbeEvery(Callback):
+    "Print the kNN and logistic accuracy of `spiral` from the model's embeddings every `every` epochs of training."
+    order = 100
+    def __init__(self, cache, every:int): self.cache, self.every = cache, every
+    def after_epoch(self):
+        if (self.epoch + 1) % self.every: return
+        X, meta = load_embeddings(embed(self.model, self.cache))
+        r = probe(X, meta['spiral'], *train_valid(meta))
+        print(f"epoch {self.epoch + 1}: spiral kNN {r['knn_acc']:.3f}, logistic {r['linear_acc']:.3f}", flush=True)
 
 
 def clusters_vs(X:np.ndarray, y)->dict:
@@ -52,6 +65,7 @@ def main(argv=None):
     p.add_argument('--epochs', type=int, default=12, help='epochs when training')
     p.add_argument('--width', type=int, default=32, help='GalaxyUNet width when training')
     p.add_argument('--bs', type=int, default=32, help='batch size when training')
+    p.add_argument('--probe-every', type=int, help='when training, print the spiral probes every K epochs')
     p.add_argument('--out', default='/tmp/gzh-runs/morphology', help='run folder when training')
     a = p.parse_args(argv)
     model = None
@@ -63,7 +77,8 @@ def main(argv=None):
     t = time.perf_counter()
     if model is None:
         from gzh.train import fit_galaxies
-        model = fit_galaxies(cache=sdss, epochs=a.epochs, bs=a.bs, model_kw=dict(width=a.width), out=a.out, progress=False).model
+        model = fit_galaxies(cache=sdss, epochs=a.epochs, bs=a.bs, model_kw=dict(width=a.width), out=a.out, progress=False,
+                             cbs=[ProbeEvery(sdss, a.probe_every)] if a.probe_every else None).model
         how = f'trained {a.epochs} epochs (width {a.width}, bs {a.bs}) in {time.perf_counter() - t:.0f} s -> {a.out}/model.pth'
     torch.manual_seed(0)
     untrained = GalaxyUNet(**model.config)
