@@ -221,7 +221,7 @@ def foreground_mask(x:Tensor, # images (B,C,H,W), uint8 or float in [0,1]
                    )->Tensor: # (B,1,H,W) float {0,1}
     "Galaxy masks: Otsu threshold of the smoothed luminance, then opening, closing and dilation, batched."
     lum = smoothed_luminance(x, sigma)
-    step = max(1, lum.shape[-1] // 64)  # a histogram of at most ~64x64 pixels per image finds the same thresholds
+    step = max(1, lum.shape[-1] // 64)  # ~64x64 pixels an image: thresholds within about a bin
     hist = _histogram(lum[..., ::step, ::step].flatten(1), 256)
     thr = _otsu(*hist)
     if min_snr: thr = torch.maximum(thr, _sky(*hist, min_snr))
