@@ -12,7 +12,6 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e ".[dev]" $(TORCH)
 	touch $(STAMP)
 
@@ -22,10 +21,7 @@ demo: $(STAMP)
 test: $(STAMP) export-check nbtest pytest
 
 export-check: $(STAMP)
-	@before=$$(find gzh -name '*.py' | sort | xargs sha1sum | sha1sum); \
-	$(BIN)/nbdev-export; \
-	after=$$(find gzh -name '*.py' | sort | xargs sha1sum | sha1sum); \
-	if [ "$$before" != "$$after" ]; then echo "nbdev-export changed gzh/: export the notebooks and commit gzh/"; exit 1; fi
+	$(BIN)/nbdev-export && git diff --exit-code --stat -- gzh || { echo "nbdev-export changed gzh/: export the notebooks and commit gzh/"; exit 1; }
 
 nbtest: $(STAMP)
 	$(BIN)/nbdev-test

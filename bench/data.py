@@ -1,7 +1,7 @@
 """Decode-once cache versus decoding JPEGs every epoch: images/s and peak memory of both, and their ratio, in one run.
 
-Uses ../shared/data/sdss-spirals (2,000 SDSS JPEGs, 424x424) when present, else 300 demo galaxies written as 424x424
-JPEGs to a temporary folder. Run: `.venv/bin/python bench/data.py [SIZE]`.
+Uses the real set sdss-spirals (2,000 SDSS JPEGs, 424x424) under `gzh.testing.shared_data_dir()` when present, else 300
+demo galaxies written as 424x424 JPEGs to a temporary folder. Run: `.venv/bin/python bench/data.py [SIZE]`.
 """
 import sys, tempfile, time, tracemalloc
 from pathlib import Path
@@ -10,15 +10,17 @@ import numpy as np, torch
 from PIL import Image
 
 from gzh.data import galaxy_dls, load_cache
+from gzh.testing import shared_data_dir
 
 SIZE = int(sys.argv[1]) if len(sys.argv) > 1 else 64
 BS = 64
-SHARED = Path(__file__).resolve().parents[2]/'shared'/'data'/'sdss-spirals'
+SHARED = shared_data_dir()  # None where the real sets are absent
 
 
 def jpeg_folder(tmp: Path) -> tuple[Path, list[Path], str]:
     "The folder to read, its JPEGs, and a description."
-    if SHARED.is_dir(): return SHARED, sorted((SHARED/'images').glob('*.jpg')), 'sdss-spirals (SDSS, 424x424 JPEG)'
+    sdss = SHARED/'sdss-spirals' if SHARED else None
+    if sdss and sdss.is_dir(): return sdss, sorted((sdss/'images').glob('*.jpg')), 'sdss-spirals (SDSS, 424x424 JPEG)'
     demo = load_cache('demo:300', size=424, cache_dir=tmp/'demo-cache', progress=False)
     for i, im in enumerate(demo.images): Image.fromarray(im.transpose(1, 2, 0)).save(tmp/f'{i:04d}.jpg', quality=90)
     return tmp, sorted(tmp.glob('*.jpg')), 'demo galaxies written as 424x424 JPEG'

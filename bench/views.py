@@ -20,13 +20,15 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from gzh.noise_masks import make_views
+from gzh.testing import shared_data_dir
 
-SHARED = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'sdss-spirals' / 'images'
+SHARED = shared_data_dir()
+SPIRALS = SHARED / 'sdss-spirals' / 'images' if SHARED else None
 
 
 def load(folder, n, size):
     "`n` real galaxies (JPEG) from `folder` resized to `size`, as PIL images; random images if there are none."
-    files = sorted(Path(folder).glob('*.jpg'))[:n]
+    files = sorted(Path(folder).glob('*.jpg'))[:n] if folder else []
     if files: return [Image.open(f).convert('RGB').resize((size, size)) for f in files]
     print(f'no JPEG in {folder}: using random images')
     return [Image.fromarray(np.random.default_rng(i).integers(0, 255, (size, size, 3), dtype=np.uint8)) for i in range(n)]
@@ -91,12 +93,11 @@ def step_time(x, reps):
     model, loss_func = GalaxyUNet().to(x.device), GalaxyLoss()
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     v = make_views(x)
-    inp, clean, mask = torch.cat([v.n1, v.n2]), torch.cat([v.c1, v.c2]), torch.cat([v.m1, v.m2])
     amp = torch.autocast('cuda', torch.bfloat16, enabled=x.device.type == 'cuda')
     best = float('inf')
     for i in range(reps + 1):
         sync(x.device); t = time.perf_counter()
-        with amp: loss = loss_func(model(inp), clean, mask)
+        with amp: loss = loss_func(model(v.noisy), v.clean, v.mask)
         loss.backward(); opt.step(); opt.zero_grad()
         sync(x.device)
         if i: best = min(best, time.perf_counter() - t)  # the first step warms up
@@ -109,7 +110,7 @@ def main():
     p.add_argument('--size', type=int, default=128); p.add_argument('--step-bs', type=int, default=64)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--workers', type=int, default=2); p.add_argument('--reps', type=int, default=2)
-    p.add_argument('--images', default=SHARED, help='folder of galaxy JPEGs (default: ../shared SDSS spirals)')
+    p.add_argument('--images', default=SPIRALS, help='folder of galaxy JPEGs (default: the shared SDSS spirals, see gzh.testing.shared_data_dir)')
     a = p.parse_args()
     device = torch.device(a.device)
     images = load(a.images, a.n, a.size)
@@ -121,13 +122,13 @@ def main():
     rate = lambda **kw: len(images) / sum(batched_time(b, a.reps, **kw) for b in batches)
     ours, exact = rate(), rate(exact_below=float('inf'))
     print(f'per-sample CPU pipeline ({a.workers} workers): {base:8.1f} images/s')
-    print(f'batched make_views on {device}:            {ours:8.1f} images/s   ratio {ours / base:5.1f}x (target >= 5x)')
+    print(f'batched make_views on {device}:            {ours:8.1f} images/s   ratio {ours / base:5.1f}x')
     print(f'  same, exact Poisson on every pixel:     {exact:8.1f} images/s   ratio {exact / base:5.1f}x')
 
     xs = x[:a.step_bs].to(device)
     t_views, t_step = batched_time(xs, a.reps), step_time(xs, 1 if device.type == 'cpu' else 5)
     print(f'batch {a.step_bs}: views {t_views * 1e3:.1f} ms, training step {t_step * 1e3:.1f} ms: '
-          f'views are {100 * t_views / t_step:.1f}% of a step (target <= 20%)')
+          f'views are {100 * t_views / t_step:.1f}% of a step')
 
 
 if __name__ == '__main__': main()

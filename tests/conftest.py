@@ -1,12 +1,11 @@
-from pathlib import Path
-
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from gzh.testing import shared_data_dir
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    "The read-only real image sets beside the project (`../shared/data`); skips where they are absent."
-    if not SHARED_DATA.is_dir(): pytest.skip(f"{SHARED_DATA} is absent: real-image tests need ../shared/data")
-    return SHARED_DATA
+def shared_data():
+    "The read-only real image sets beside the project (`gzh.testing.shared_data_dir`); skips where they are absent."
+    d = shared_data_dir()
+    if d is None: pytest.skip("../shared/data is absent (or $GZH_SHARED_DATA unset): real-image tests need it")
+    return d

@@ -45,6 +45,56 @@ def test_source_help_names_every_kind():
     for kind in ('demo', 'gz_hubble:ROOT', 'folder', 'CSV/parquet'): assert kind in h
 
 
+def subparser(cmd): return parser()._subparsers._group_actions[0].choices[cmd]
+
+
+FLAGS = dict( # the flags users, scripts and these tests already use
+    train='--data --size --crop --epochs --batch-size --lr --out --resume --every --width --depth --seed --channels-last --compile --no-progress',
+    evaluate='--data --batch-size --seed --out', denoise='--out --mode',
+    embed='--data --out --features --batch-size --device --overwrite',
+    cluster='--out --data --size --crop --labels --reduce --maps --seed', demo='--out --epochs --size --width')
+POSITIONALS = dict(train=[], evaluate=['MODEL'], denoise=['MODEL', 'IMAGE'], embed=['MODEL'], cluster=['EMBEDDINGS'], demo=[])
+
+
+@pytest.mark.parametrize('cmd', COMMANDS)
+def test_flags_kept(cmd):
+    p = subparser(cmd)
+    for flag in FLAGS[cmd].split(): assert flag in p._option_string_actions, flag
+    assert [a.metavar for a in p._actions if not a.option_strings] == POSITIONALS[cmd]
+
+
+@pytest.mark.parametrize('cmd', COMMANDS)
+def test_defaults_are_the_librarys(cmd):
+    "Each option's default in the parser is the default of the library parameter it comes from: no default is written twice."
+    import inspect
+    from fastcore.docments import docments
+    from gzh.cli import COMMANDS as REGISTERED, library
+    opts = {o.param: o for o in REGISTERED[cmd].options}
+    actions = [a for a in subparser(cmd)._actions if a.dest != 'help']
+    assert sorted(a.dest for a in actions) == sorted(opts)
+    for a in actions:
+        o = opts[a.dest]
+        default = docments(library(o.func), full=True, returns=False, eval_str=True)[o.param]['default']
+        where = f"gzh {cmd} {a.option_strings or a.metavar} <- {getattr(library(o.func), '__qualname__', o.func)}({o.param})"
+        if default is inspect.Parameter.empty: assert a.required and a.default is None, where
+        else: assert not a.required and a.default == default, where
+
+
+def test_version(capsys):
+    import gzh
+    with pytest.raises(SystemExit) as e: main(['--version'])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f'gzh {gzh.__version__}'
+
+
+def test_help_and_version_import_no_torch():
+    "`gzh --help` and `gzh --version` answer at once: they import no torch."
+    code = ("import sys\nfrom gzh.cli import main\nfor a in (['--help'], ['--version']):\n"
+            "    try: main(a)\n    except SystemExit: pass\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith('False')
+
+
 @pytest.fixture(scope='module')
 def round_trip(tmp_path_factory):
     "A tiny `gzh train` on a folder of PNGs, shared by the tests below."

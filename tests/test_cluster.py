@@ -1,5 +1,5 @@
-"gzh.cluster on embeddings with known structure: scores, meaning, probes, shards, reports, and bad input."
-import json
+"gzh.cluster on embeddings with known structure: scores, meaning, probes on the training split, reports, bad input, and no torch."
+import json, subprocess, sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_blobs
 
-from gzh.cluster import (EMB, agreement, cluster_report, cluster_scores, embed, kmeans_sweep, load_embeddings, probe,
-                         reduce, run_hdbscan, train_valid)
+from gzh.cluster import EMB, agreement, cluster_report, cluster_scores, kmeans_sweep, load_embeddings, reduce, run_hdbscan
+from gzh.data import galaxy_dls, load_cache
+from gzh.embed import embed
+from gzh.probes import probe, probe_split
 from gzh.unet import GalaxyUNet
 
 
@@ -60,27 +62,12 @@ def test_scores_report_noise_beside_silhouette(blobs):
 
 def test_probes_use_the_split_column_and_beat_chance(blobs):
     X, y, meta = blobs
-    tr, va = train_valid(meta)
+    tr, va = probe_split(meta)
     assert set(meta['split'].iloc[va]) == {'valid'} and len(tr) + len(va) == len(meta)
     p = probe(X, meta['label'], tr, va)
     assert p['knn_acc'] > 0.98 and p['linear_acc'] > 0.98 and p['chance'] < 0.3
     assert probe(X, meta['votes_fraction'], tr, va)['linear_r2'] > 0.9
     assert probe(X, np.random.default_rng(0).normal(size=len(y)), tr, va)['linear_r2'] < 0.1
-
-
-def test_shard_round_trip(tiny_cache, tmp_path):
-    model = GalaxyUNet(width=4, depth=2, proj_dim=8)
-    df = embed(model, tiny_cache, bs=8)
-    path = embed(model, tiny_cache, bs=8, out=tmp_path / 'emb.parquet', shard_rows=16)
-    assert sorted(p.name for p in path.glob('*')) == ['part-00000.parquet', 'part-00001.parquet', 'part-00002.parquet']
-    X, meta = load_embeddings(path)
-    np.testing.assert_allclose(X, df.filter(like=EMB).to_numpy(), atol=1e-5)
-    assert X.shape == (40, model.emb_dim) and meta.columns.tolist() == ['id', 'spiral', 'colour']
-    assert meta['id'].tolist() == tiny_cache.catalog['id'].tolist()
-    assert model.training  # embed restores the mode it found
-    with pytest.raises(FileExistsError, match='already holds embedding shards'): embed(model, tiny_cache, out=path)
-    embed(model, tiny_cache, 'projection', out=path, overwrite=True)
-    assert load_embeddings(path)[0].shape == (40, 8)
 
 
 def test_report_finds_the_structure_and_writes_files(blobs, tmp_path):
@@ -124,8 +111,38 @@ def test_bad_tables_and_label_columns(blobs, tmp_path):
     with pytest.raises(ValueError, match=r'nan.parquet: 1 of 50 rows hold NaN'): cluster_report(tmp_path / 'nan.parquet')
     (tmp_path / 'empty.parquet').mkdir()
     with pytest.raises(ValueError, match='holds no part-\\*.parquet shards'): load_embeddings(tmp_path / 'empty.parquet')
-    with pytest.raises(ValueError, match="'embedding' or 'projection'"):
-        embed(GalaxyUNet(width=4, depth=2), SimpleNamespace(images=np.zeros((2, 3, 8, 8), np.uint8), catalog=meta[:2]), 'bottleneck')
+
+
+def held_out(out_dir)->np.ndarray:
+    "Rows the report's probes held out, as written in clusters.parquet."
+    return np.flatnonzero(pd.read_parquet(out_dir / 'clusters.parquet')['probe_split'] == 'valid')
+
+
+def test_probes_hold_out_what_training_held_out(tmp_path):
+    cache = load_cache('demo:60', size=16, cache_dir=tmp_path / 'cache', progress=False)
+    rep = cluster_report(embed(GalaxyUNet(width=4, depth=2, proj_dim=8), cache), out_dir=tmp_path / 'rep', maps=(),
+                         ks=range(2, 4), min_cluster_size=5, sample_max=40)  # a subsample keeps each galaxy's side
+    valid = galaxy_dls(cache, bs=8).valid.dataset.idxs
+    assert len(valid) == 12 and np.array_equal(held_out(tmp_path / 'rep'), valid)
+    labelled = cache.catalog['label'].iloc[valid] != 'unlabelled'
+    sub = np.sort(np.random.default_rng(0).choice(60, 40, replace=False))
+    assert rep['meaning']['label']['probe']['embedding']['n_valid'] == np.isin(valid[labelled.values], sub).sum()
+
+
+def test_probes_hold_out_a_catalogue_test_split(blobs, tmp_path):
+    X, _, meta = blobs
+    split = np.where(np.arange(len(meta)) % 4 == 0, 'test', 'train')  # a release's split, as on GZ:H
+    images = np.zeros((len(meta), 3, 8, 8), np.uint8)
+    valid = galaxy_dls(SimpleNamespace(catalog=meta.assign(split=split), images=images), bs=8).valid.dataset.idxs
+    rep = cluster_report(table(X, meta.assign(split=split)), out_dir=tmp_path, maps=(), ks=range(2, 8))
+    assert np.array_equal(held_out(tmp_path), valid) and np.array_equal(valid, np.arange(0, len(meta), 4))
+    assert rep['meaning']['label']['probe']['embedding']['n_valid'] == len(valid)
+
+
+def test_import_cluster_leaves_torch_out():
+    code = "import sys, gzh.cluster, gzh.probes; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)[:5]"
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"Integration and bad-input tests of gzh.data: GZ:H layout, shared real sets, every bad-input case, cache atomicity."
+"Integration and bad-input tests of the data modules (sources, galaxy_zoo, data): GZ:H layout, shared real sets, every bad-input case, cache atomicity, the split."
 import io
 import shutil
 from pathlib import Path
@@ -9,8 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from gzh.data import (GZH_CATALOGS, Decoded, GalaxyCache, GalaxyDataError, Source, fake_gz_hubble, galaxy_dls, gzh_vote_cols,
-                      load_cache, show_galaxies)
+from gzh.data import GalaxyCache, galaxy_dls, load_cache, show_galaxies
+from gzh.galaxy_zoo import GZH_CATALOGS, gzh_vote_cols
+from gzh.sources import Decoded, GalaxyDataError, Source, split_idxs
+from gzh.testing import fake_gz_hubble
 
 
 @pytest.fixture
@@ -231,13 +233,40 @@ def test_dls_and_figure(tiny_cache):
     assert len([a for a in fig.axes if a.images]) == 8 and all(a.get_title() for a in fig.axes if a.images)
 
 
-
 def test_no_validation_batch_of_one(tiny_cache):
     "NT-Xent needs two galaxies per batch: a lone trailing validation galaxy is dropped, any larger remainder kept."
     n_valid = len(galaxy_dls(tiny_cache, bs=len(tiny_cache), device='cpu').valid.dataset)
     for bs in (n_valid - 1, n_valid - 2):
         sizes = [len(b[0]) for b in galaxy_dls(tiny_cache, bs=bs, device='cpu').valid]
         assert min(sizes) >= 2 and sum(sizes) == (n_valid - 1 if n_valid % bs == 1 else n_valid)
+
+
+
+# ---- the one train/valid split ----
+
+def test_split_idxs_honours_catalogue_split_else_seeded():
+    cat = pd.DataFrame({'split': ['train', 'valid', 'train', 'test', 'validation', 'train', 'TRAIN']})
+    train, valid = split_idxs(cat)
+    assert train.tolist() == [0, 2, 5, 6] and valid.tolist() == [1, 3, 4]  # valid, validation and test are held out
+    plain = pd.DataFrame({'x': range(50)})
+    train, valid = split_idxs(plain, valid_pct=0.2, seed=3)
+    assert len(valid) == 10 and sorted([*train, *valid]) == list(range(50))
+    assert all(np.array_equal(a, b) for a, b in zip(split_idxs(plain, 0.2, 3), (train, valid)))  # seeded: the same rows
+    assert not np.array_equal(split_idxs(plain, 0.2, 4)[1], valid)
+    only_train = plain.assign(split='train')  # a split column without valid rows: the seeded split
+    assert np.array_equal(split_idxs(only_train, 0.2, 3)[1], valid)
+
+
+def test_galaxy_dls_holds_out_split_idxs_rows(tiny_cache, gzh_root, tmp_path):
+    "galaxy_dls's validation set is exactly split_idxs's valid rows, whether the catalogue has a split or not."
+    gzh = load_cache(f'gz_hubble:{gzh_root}', size=32, cache_dir=tmp_path, progress=False)
+    for cache in (tiny_cache, gzh):
+        for seed in (0, 42):
+            dls = galaxy_dls(cache, bs=4, valid_pct=0.25, seed=seed, device='cpu')
+            train, valid = split_idxs(cache.catalog, 0.25, seed)
+            assert np.array_equal(dls.valid.dataset.idxs, valid) and np.array_equal(dls.train.dataset.idxs, train)
+    assert split_idxs(gzh.catalog)[1].tolist() == [5, 6]  # GZ:H's test catalogue
+
 
 # ---- the three real sets beside the project ----
 

@@ -11,11 +11,12 @@ from ddp_worker import image_keys
 WORKER = Path(__file__).with_name('ddp_worker.py')
 
 def launch(out:Path, epochs:int, mode:str='')->list[dict]:
-    "Run tests/ddp_worker.py in two processes; each rank's weights and image keys."
+    "Run tests/ddp_worker.py in two processes; each rank's weights and image keys. Their output goes to OUT/stdout.txt."
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
            str(WORKER), str(out), str(epochs), *([mode] if mode else [])]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
     assert r.returncode == 0, r.stderr[-4000:]
+    (out/'stdout.txt').write_text(r.stdout)
     return [json.loads((out/f'rank{i}.json').read_text()) for i in range(2)]
 
 @pytest.fixture(scope='module')
@@ -47,6 +48,10 @@ def test_one_process_writes_the_log(two_epochs):
     lines = (out/'history.csv').read_text().splitlines()
     assert len(lines) == 3 and lines[0].startswith('epoch,')
     assert read_history(out/'history.csv').epoch.tolist() == [0, 1]
+    printed = [l.split() for l in (out/'stdout.txt').read_text().splitlines()]
+    summary = [l for l in printed if l[:1] == ['device']]
+    assert len(summary) == 1 and '2 processes' in ' '.join(summary[0]) # one summary, from rank 0, naming both
+    assert [l[0] for l in printed if l[:1] in (['epoch'], ['noisy'], ['0'], ['1'])] == ['epoch', 'noisy', '0', '1'] # one table
 
 def test_stopped_and_resumed_run_matches_uninterrupted(two_epochs, tmp_path):
     _, (full, _) = two_epochs

@@ -1,5 +1,5 @@
 "The docs as Quarto would get them: nbdev's processed notebooks are valid, and README.md is in step with nbs/index.ipynb."
-import subprocess, sys
+import re, subprocess, sys
 from pathlib import Path
 
 import nbformat
@@ -38,3 +38,36 @@ def test_every_notebook_has_outputs_from_a_run():
 def test_readme_is_in_step_with_index():
     res = subprocess.run([sys.executable, "tools/readme.py", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+
+
+def test_notebooks_are_small():
+    total = sum(p.stat().st_size for p in (ROOT / "nbs").glob("*.ipynb"))
+    assert total <= 3 * 2**20, f"notebooks weigh {total / 2**20:.1f} MB together; save figures smaller (tools/run_nb.py)"
+
+
+HEADING_IN_CODE = re.compile(r"^\s*#\s*%%|^\s*#\s*#{1,6}\s|^#{2,6}\s")
+
+
+def test_no_markdown_heading_inside_a_code_cell():
+    for p in sorted((ROOT / "nbs").glob("*.ipynb")):
+        for cell in nbformat.read(p, as_version=4).cells:
+            if cell.cell_type != "code": continue
+            bad = [l for l in cell.source.splitlines() if HEADING_IN_CODE.match(l)]
+            assert not bad, f"{p.name}: a markdown heading inside a code cell never renders: {bad[0]!r}"
+
+
+def test_sidebar_lists_every_notebook():
+    listed = re.findall(r"-\s+(\S+\.ipynb)", (ROOT / "nbs" / "sidebar.yml").read_text())
+    assert sorted(listed) == sorted(p.name for p in (ROOT / "nbs").glob("*.ipynb"))
+
+
+def test_modules_fit_in_400_lines():
+    for p in sorted((ROOT / "gzh").glob("*.py")):
+        if p.name == "_modidx.py": continue  # nbdev's generated index
+        n = len(p.read_text().splitlines())
+        assert n <= 400, f"gzh/{p.name} has {n} lines: split it along the lines its notebook draws"
+
+
+def test_readme_quotes_the_source_kinds():
+    from gzh.sources import SOURCE_KINDS
+    assert SOURCE_KINDS in (ROOT / "README.md").read_text()

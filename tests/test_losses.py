@@ -1,11 +1,11 @@
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from pytorch_msssim import ssim
 
-from gzh.losses import (BackgroundLoss, ForegroundSSIMLoss, GalaxyLoss, NTXent, denoise, estimate_noise,
-                        masked_psnr, masked_ssim, recon_metrics, ssim_map)
+from gzh.losses import (RECON_METRICS, BackgroundLoss, ForegroundSSIMLoss, GalaxyLoss, NTXent, masked_psnr,
+                        masked_ssim, recon_metrics, ssim_map)
+from gzh.noise_masks import make_views, pair_index, view_augment
 from gzh.unet import GalaxyUNet
 
 
@@ -110,15 +110,33 @@ def test_ntxent_prefers_aligned_pairs_and_checks_shape():
     with pytest.raises(ValueError, match=r"\(2B, D\)"): NTXent()(torch.randn(7, 4))
 
 
+def test_ntxent_and_views_agree_on_pairs(data):
+    "In stacked `Views` the other view of row i is row `pair_index(2B)[i]`, and that is NT-Xent's positive for row i."
+    x, _ = data
+    still = view_augment(degrees=0, translate=0, zoom=(1, 1), flip=0, jitter=0, grayscale=0)
+    v = make_views(x, torch.Generator().manual_seed(0), still)  # both views of a galaxy identical, galaxies distinct
+    flat = v.clean.flatten(1)
+    same = (flat[:, None] - flat[None]).abs().amax(-1) < 1e-6
+    same.fill_diagonal_(False)
+    n = len(v.clean)
+    assert (same.sum(1) == 1).all()
+    assert same.float().argmax(1).tolist() == pair_index(n).tolist()
+    z = torch.randn(n, 6, generator=torch.Generator().manual_seed(1))
+    sim = (F.normalize(z, dim=1) @ F.normalize(z, dim=1).T / 0.5).fill_diagonal_(float('-inf'))
+    partner = same.float().argmax(1)  # found from the images, not from pair_index
+    torch.testing.assert_close(NTXent(0.5)(z), F.cross_entropy(sim, partner))
+
+
 def test_galaxy_loss_terms_and_gradients(data):
     x, mask = data
     torch.manual_seed(0)
     model = GalaxyUNet(width=4, depth=2, proj_dim=8)
-    clean, m2 = torch.cat([x, x.flip(-1)]), torch.cat([mask, mask.flip(-1)])
+    v = make_views(x, torch.Generator().manual_seed(0))
     loss_func = GalaxyLoss()
-    loss = loss_func(model(clean + 0.05 * torch.randn_like(clean)), clean, m2)
+    loss = loss_func(model(v.noisy), v.clean, v.mask)
     t = loss_func.terms
     assert set(t) >= {'fg', 'bg', 'tv', 'dark', 'contrastive', 'total'}
+    assert tuple(t) == GalaxyLoss.TERMS + ('total',)
     assert all(not v.requires_grad for v in t.values())
     torch.testing.assert_close(loss.detach(), 0.8 * t['fg'] + 0.2 * t['bg'] + 0.75 * t['contrastive'])
     torch.testing.assert_close(t['bg'], t['tv'] + 0.25 * t['dark'])
@@ -130,44 +148,10 @@ def test_recon_metrics_baseline(data):
     x, mask = data
     noisy = x + 0.08 * torch.randn_like(x)
     met = recon_metrics(x, noisy, x, mask)  # a perfect reconstruction beats its noisy input everywhere
+    assert tuple(met) == RECON_METRICS
     for r in ('fg', 'bg'):
         assert (met[f'recon_ssim_{r}'] > met[f'noisy_ssim_{r}']).all()
         assert (met[f'recon_psnr_{r}'] > met[f'noisy_psnr_{r}']).all()
-
-
-def test_estimate_noise(data):
-    x, _ = data
-    est = estimate_noise(x + 0.04 * torch.randn_like(x))
-    assert est.shape == (4, 3, 1, 1)
-    assert ((est - 0.04).abs() < 0.006).all()
-
-
-class Oracle(torch.nn.Module):
-    "Predicts E[N | Z] exactly for Z = X + E + M with E, M ~ N(0, s²): (X + Z) / 2 (the X is known)."
-    def __init__(self, truth): super().__init__(); self.truth, self.w = truth, torch.nn.Parameter(torch.zeros(1))
-    def forward(self, z): return (self.truth + z) / 2, None
-
-
-def test_noisier2noise_recovers_truth_from_oracle(data):
-    x, _ = data
-    x = x.clamp(0.2, 0.8)  # keep away from the clip at 0 and 1
-    observed = x + 0.05 * torch.randn_like(x)
-    out = denoise(Oracle(x), observed, 'noisier2noise', noise=lambda t: t + 0.05 * torch.randn_like(t), n_samples=2)
-    torch.testing.assert_close(out, x, atol=1e-5, rtol=0)
-    rec = denoise(Oracle(x), observed, 'reconstruct')
-    assert masked_psnr(rec, x).mean() < masked_psnr(out, x).mean()
-
-
-def test_denoise_inputs_and_modes(data):
-    x, _ = data
-    model = GalaxyUNet(width=4, depth=2, proj_dim=8).train()
-    u8 = (x * 255).round().to(torch.uint8)
-    for imgs in (u8, u8.numpy(), x):
-        out = denoise(model, imgs, 'noisier2noise', n_samples=2, bs=3)
-        assert out.shape == x.shape and out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
-    assert model.training  # mode restored
-    with pytest.raises(ValueError, match="mode must be"): denoise(model, u8, 'blur')
-    with pytest.raises(ValueError, match=r"got shape \(3, 48, 48\)"): denoise(model, np.zeros((3, 48, 48), np.uint8))
 
 
 def test_ssim_map_is_fp32_under_autocast(data):

@@ -6,7 +6,7 @@ from PIL import Image
 from skimage import morphology as skm
 from skimage.filters import gaussian, threshold_otsu
 
-from gzh.noise_masks import ViewsCallback, add_noise, as_images, foreground_mask, make_views
+from gzh.noise_masks import Views, ViewsCallback, add_noise, as_images, foreground_mask, make_views, pair_index
 
 
 def real_batch(shared_data, n=32, size=128):
@@ -62,6 +62,19 @@ def test_views_of_real_galaxies(shared_data):
     assert 0.01 < v.m1.mean() < 0.5
 
 
+def test_views_are_stacked_and_pair_index_pairs_them():
+    B = 5
+    v = make_views(torch.randint(0, 256, (B, 3, 16, 16), dtype=torch.uint8), torch.Generator().manual_seed(0))
+    assert isinstance(v, Views) and [len(t) for t in v] == [2 * B] * 3
+    for stacked, h1, h2 in [(v.clean, v.c1, v.c2), (v.noisy, v.n1, v.n2), (v.mask, v.m1, v.m2)]:
+        assert torch.equal(stacked[:B], h1) and torch.equal(stacked[B:], h2)
+    p = pair_index(2 * B)
+    assert p.tolist() == [i + B for i in range(B)] + list(range(B))  # row i pairs with i + B, and back
+    assert torch.equal(p[p], torch.arange(2 * B))
+    assert torch.equal(v.clean[p][:B], v.c2) and torch.equal(v.clean[p][B:], v.c1)
+    with pytest.raises(ValueError, match='even number of rows'): pair_index(2 * B + 1)
+
+
 class _NoisyCopies(torch.utils.data.Dataset):
     def __len__(self): return 4
     def __getitem__(self, i): return add_noise(torch.full((1, 3, 16, 16), 0.5))[0]
@@ -83,7 +96,7 @@ def test_noise_differs_across_ranks(monkeypatch):
 
 
 def test_bad_input_is_named():
-    with pytest.raises(ValueError, match=r'expected a batch of images .* got torch.Size\(\[3, 8, 8\]\)'): make_views(torch.zeros(3, 8, 8))
+    with pytest.raises(ValueError, match=r'expected a batch of images .* got shape \(3, 8, 8\)'): make_views(torch.zeros(3, 8, 8))
     with pytest.raises(ValueError, match='sky, read_noise >= 0'): add_noise(torch.zeros(1, 3, 8, 8), sky=-1.)
     with pytest.raises(TypeError, match=r"unknown parameters \['noise'\]"): make_views(torch.zeros(1, 3, 8, 8), noise=0.1)
 

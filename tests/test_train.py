@@ -1,5 +1,5 @@
-"Training: checkpoints and exact resume after SIGKILL, the NaN guard, saved models, precision, metrics."
-import json, os, signal, subprocess, sys, textwrap, warnings
+"Training: checkpoints and exact resume after SIGKILL, the NaN guard, saved models, precision, metrics, the epoch table."
+import contextlib, io, json, os, signal, subprocess, sys, textwrap, warnings
 from pathlib import Path
 
 import numpy as np
@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from gzh.train import (Checkpoint, atomic_save, fit_galaxies, load_checkpoint, load_model, pair_top1, precision_callback,
-                       read_history, save_model)
+from gzh.losses import GalaxyLoss, RECON_METRICS
+from gzh.train import (Checkpoint, atomic_save, autocast_dtype, fit_galaxies, galaxy_metrics, load_checkpoint, load_model,
+                       pair_top1, precision_callback, read_history, save_model)
 from gzh.unet import GalaxyUNet
 
 SIZE, TINY = 32, dict(width=8, depth=2, proj_dim=16)
@@ -126,14 +127,14 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tiny_cache, tmp_path):
 @pytest.fixture(scope='module')
 def trained(tiny_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp('run')
-    with warnings.catch_warnings(record=True) as w:
+    with warnings.catch_warnings(record=True) as w, contextlib.redirect_stdout(io.StringIO()) as log:
         warnings.simplefilter('always')
         learn = fit_galaxies(cache=tiny_cache, out=out, **run_kw(epochs=2))
-    return learn, out, w
+    return learn, out, w, log.getvalue()
 
 
 def test_run_logs_every_term_and_metric(trained):
-    learn, out, w = trained
+    learn, out, w, _ = trained
     h = read_history(out/'history.csv')
     assert list(h.epoch) == [0, 1]
     for c in ['train_loss', 'valid_loss', 'loss_fg', 'loss_bg', 'loss_contrastive', 'top1'] + \
@@ -143,9 +144,21 @@ def test_run_logs_every_term_and_metric(trained):
     assert (h.noisy_ssim_fg.diff().dropna() == 0).all() # seeded validation views: the baseline is the same each epoch
 
 
+def test_run_prints_summary_and_epoch_table(trained):
+    "A header, the noisy-input baseline once, one row per epoch; the summary before it; nothing wider than 100 columns."
+    learn, out, w, log = trained
+    lines = log.splitlines()
+    assert [l.split()[0] for l in lines[:5]] == ['device', 'data', 'cache', 'model', 'training']
+    header = next(i for i, l in enumerate(lines) if l.split()[:3] == ['epoch', 'train', 'valid'])
+    assert [l.split()[0] for l in lines[header + 1:]] == ['noisy', '0', '1']
+    assert all(len(l) <= 100 for l in lines)
+    h = read_history(out/'history.csv') # the table's numbers are the CSV's, rounded
+    assert float(lines[header + 3].split()[2]) == pytest.approx(h.valid_loss.iloc[1], abs=1e-4)
+
+
 def test_precision_follows_the_training_device(trained):
     "CPU: float32, no autocast, no warnings. CUDA: bf16 autocast where the GPU has it, fp16 with a grad scaler elsewhere."
-    learn, out, w = trained
+    learn, out, w, _ = trained
     assert [str(x.message) for x in w] == []
     amp = [cb for cb in learn.cbs if type(cb).__name__ == 'MixedPrecision']
     if learn.dls.device.type == 'cuda': assert amp[0].amp_mode.value == ('bf16' if torch.cuda.is_bf16_supported() else 'fp16')
@@ -163,17 +176,28 @@ def test_lr_find_leaves_no_checkpoint(tiny_cache, tmp_path):
 
 
 def test_precision_follows_device(monkeypatch):
-    assert precision_callback('cpu') is None
+    assert precision_callback('cpu') is None and autocast_dtype('cpu') is None
+    assert autocast_dtype(torch.device('cpu')) is None
     monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: True)
     assert precision_callback('cuda').amp_mode.value == 'bf16'
+    assert autocast_dtype('cuda') == torch.bfloat16
     monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: False)
     assert precision_callback('cuda').amp_mode.value == 'fp16'
+    assert autocast_dtype('cuda:0') == torch.float16
+
+
+def test_metrics_are_the_declared_names():
+    "The logged metrics come from `GalaxyLoss.TERMS` and `RECON_METRICS`, not from running the loss."
+    names = [m.name for m in galaxy_metrics(GalaxyLoss())]
+    assert names == [f'loss_{t}' for t in GalaxyLoss.TERMS] + list(RECON_METRICS) + ['top1']
+    assert [m.name for m in galaxy_metrics(torch.nn.MSELoss())] == list(RECON_METRICS) + ['top1'] # a loss without TERMS
 
 
 def test_pair_top1():
     z = torch.randn(6, 16)
     assert pair_top1(torch.cat([z, z + 0.01 * torch.randn(6, 16)])).tolist() == [1.] * 12
     assert pair_top1(torch.cat([z, z.roll(1, 0)])).sum() < 12
+    with pytest.raises(ValueError): pair_top1(torch.randn(5, 16)) # a stacked batch has an even number of rows
 
 
 # ---- saved models ---------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 # headless Chromium screenshots of the home page and of a page with figures. Output goes to a temporary folder.
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
-PAGES=${PAGES:-"index 01_noise_masks 05_cluster"}
+PAGES=${PAGES:-"index 04_noise_masks 10_cluster"}
 "$BIN/nbdev-proc-nbs" >/dev/null 2>&1
 command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 out=$(mktemp -d -t gzh-docs-XXXX)

@@ -24,10 +24,16 @@ def _strip_directives(cell):
     return cell
 
 
+def _as_markdown(cell):
+    "A code cell flagged `#| output: asis` is its printed text, read as Markdown (as Quarto reads it)."
+    if cell.cell_type != "code" or "output: asis" not in [d[2:].strip() for d in _directives(cell)]: return cell
+    return nbformat.v4.new_markdown_cell("".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream"))
+
+
 def readme_text(nb_path=ROOT / "nbs" / "index.ipynb") -> str:
-    "The Markdown of `nb_path` with hidden cells dropped and nbdev directives stripped."
+    "The Markdown of `nb_path` with hidden cells dropped, `output: asis` cells as their Markdown, and nbdev directives stripped."
     nb = nbformat.read(nb_path, as_version=4)
-    nb.cells = [_strip_directives(c) for c in nb.cells if _visible(c)]
+    nb.cells = [_strip_directives(_as_markdown(c)) for c in nb.cells if _visible(c)]
     body, _ = MarkdownExporter(exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)
     return "<!-- Generated from nbs/index.ipynb by tools/readme.py: edit the notebook, not this file. -->\n\n" + body.strip() + "\n"
 

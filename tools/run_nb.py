@@ -59,8 +59,9 @@ def main():
     ap.add_argument('notebooks', nargs='+', type=Path)
     ap.add_argument('--slow', action='store_true', help='also run cells flagged slow/notest')
     a = ap.parse_args()
-    for p in a.notebooks: run_notebook(p.resolve(), a.slow)
-    subprocess.run([str(Path(sys.executable).parent/'nbdev-clean'), '--fname', *map(str, a.notebooks)], check=True, cwd=ROOT)
+    for p in a.notebooks:
+        run_notebook(p.resolve(), a.slow)
+        subprocess.run([str(Path(sys.executable).parent/'nbdev-clean'), '--fname', str(p)], check=True, cwd=ROOT)
 
 
 if __name__ == '__main__': main()

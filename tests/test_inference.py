@@ -1,0 +1,50 @@
+"Denoising with a trained model: the noise estimate, Noisier2Noise against an oracle, and the inputs `denoise` takes."
+import numpy as np
+import pytest
+import torch
+
+from gzh.inference import denoise, estimate_noise
+from gzh.losses import masked_psnr
+from gzh.unet import GalaxyUNet
+from test_losses import blob_galaxies
+
+
+@pytest.fixture
+def data():
+    torch.manual_seed(0)
+    return blob_galaxies()
+
+
+def test_estimate_noise(data):
+    x, _ = data
+    est = estimate_noise(x + 0.04 * torch.randn_like(x))
+    assert est.shape == (4, 3, 1, 1)
+    assert ((est - 0.04).abs() < 0.006).all()
+
+
+class Oracle(torch.nn.Module):
+    "Predicts E[N | Z] exactly for Z = X + E + M with E, M ~ N(0, s²): (X + Z) / 2 (the X is known)."
+    def __init__(self, truth): super().__init__(); self.truth, self.w = truth, torch.nn.Parameter(torch.zeros(1))
+    def forward(self, z): return (self.truth + z) / 2, None
+
+
+def test_noisier2noise_recovers_truth_from_oracle(data):
+    x, _ = data
+    x = x.clamp(0.2, 0.8)  # keep away from the clip at 0 and 1
+    observed = x + 0.05 * torch.randn_like(x)
+    out = denoise(Oracle(x), observed, 'noisier2noise', noise=lambda t: t + 0.05 * torch.randn_like(t), n_samples=2)
+    torch.testing.assert_close(out, x, atol=1e-5, rtol=0)
+    rec = denoise(Oracle(x), observed, 'reconstruct')
+    assert masked_psnr(rec, x).mean() < masked_psnr(out, x).mean()
+
+
+def test_denoise_inputs_and_modes(data):
+    x, _ = data
+    model = GalaxyUNet(width=4, depth=2, proj_dim=8).train()
+    u8 = (x * 255).round().to(torch.uint8)
+    for imgs in (u8, u8.numpy(), x):
+        out = denoise(model, imgs, 'noisier2noise', n_samples=2, bs=3)
+        assert out.shape == x.shape and out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
+    assert model.training  # mode restored
+    with pytest.raises(ValueError, match="mode must be"): denoise(model, u8, 'blur')
+    with pytest.raises(ValueError, match=r"got shape \(3, 48, 48\)"): denoise(model, np.zeros((3, 48, 48), np.uint8))
