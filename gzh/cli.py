@@ -10,7 +10,7 @@ __all__ = ['COMMANDS', 'library', 'Option', 'options', 'add_option', 'Command', 
            'cluster_embeddings', 'write_report', 'demo']
 
 # %% ../nbs/11_cli.ipynb #16f8446a
-import argparse, inspect, json, sys, time, types, typing, warnings
+import argparse, inspect, json, sys, time, types, typing
 from importlib import import_module
 from pathlib import Path
 from typing import NamedTuple
@@ -124,7 +124,6 @@ def main(argv:list|None=None, # arguments; default: the command line
     values = vars(parser(only=argv[0] if argv else '').parse_args(argv))
     name = values.pop('command')
     cmd = COMMANDS[name]
-    warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.*', category=FutureWarning) # raised by fastai's import
     try: res = cmd.func(**call_args(cmd, values))
     except (FileNotFoundError, ValueError, FloatingPointError) as e:
         if sys.stdout.isatty(): print(flush=True) # the message starts on its own line, not after a progress bar

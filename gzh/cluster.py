@@ -353,7 +353,7 @@ def _write_report(out_dir, rep:dict, figs:dict, clusters:pd.DataFrame):
     (out / 'report.json').write_text(json.dumps(rep, indent=1, default=float))
 
 def cluster_report(embeddings, # DataFrame from `embed`, or the parquet file/folder it wrote (every galaxy, cache order)
-                   labels=None, # label columns (None: `label`, `spiral`, `ring` and `*_fraction` columns present)
+                   labels:list|None=None, # label columns (None: `label`, `spiral`, `ring` and `*_fraction` columns present)
                    out_dir=None, # folder for report.json, clusters.parquet and the figures (None: write nothing)
                    cache=None, # `GalaxyCache` holding the images (baseline, grids, neighbours, anomalies)
                    reduce_method:str|None='pca', # reduction before clustering: 'pca', 'umap' or None
@@ -364,7 +364,6 @@ def cluster_report(embeddings, # DataFrame from `embed`, or the parquet file/fol
                    sample_max:int=20_000, # rows (seeded subsample) used by probes, maps and image figures
                    query:int=0, # row (among those rows) of the galaxy whose neighbours are shown
                    seed:int=0, # random state of the clustering, subsample and figures
-                   split_seed:int=42, # seed of the probes' held-out split where the catalogue has no `split` (training's `seed`)
                   )->dict:
     "Cluster the embeddings and measure what the clusters mean; returns the report (JSON-able), writes it and the figures to `out_dir`."
     source = 'embeddings' if isinstance(embeddings, pd.DataFrame) else str(embeddings)
@@ -381,13 +380,13 @@ def cluster_report(embeddings, # DataFrame from `embed`, or the parquet file/fol
     ms, psub = meta.iloc[sub].reset_index(drop=True), dict(hdbscan=hdb['labels'][sub], kmeans=parts[best_k][sub])
     imgs = None if cache is None else _cache_images(cache, meta, sub, source)
     rep['meaning'], colour = measure(X[sub], ms, cols, psub, {k: p[sub] for k, p in parts.items()}, imgs,
-                                     probe_split(meta, sub, seed=split_seed), seed)
+                                     probe_split(meta, sub), seed)
     if colour is not None: rep['colour'] = colour
     figs = report_figures(X[sub], ms, cols, psub, sweep, hdb['outlier_scores'][sub], imgs, maps, query, seed)
     rep['figures'] = list(figs) if out_dir is not None else []
     if out_dir is not None:
         side = np.full(len(X), '', dtype=object)
-        for name, rows in zip(('train', 'valid'), probe_split(meta, seed=split_seed)): side[rows] = name
+        for name, rows in zip(('train', 'valid'), probe_split(meta)): side[rows] = name
         ids = meta[['id']] if 'id' in meta else pd.DataFrame(index=range(len(X)))
         _write_report(out_dir, rep, figs, ids.assign(hdbscan=hdb['labels'], hdbscan_outlier=hdb['outlier_scores'],
                                                      kmeans=parts[best_k], probe_split=side))

@@ -13,6 +13,7 @@ import numpy as np, pandas as pd, torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.torch_core import default_device
+from fastcore.meta import delegates
 from fastprogress.fastprogress import progress_bar
 
 from .sources import (SOURCE_KINDS, Decoded, GalaxyDataError, Source, catalog_source, fits_source, folder_source,
@@ -178,16 +179,16 @@ class GalaxyDL(DataLoader):
     def retain(self, res, b): return res
 
 # %% ../nbs/03_data.ipynb #c20a7653
+@delegates(split_idxs, but=['cat'])
 def galaxy_dls(cache:GalaxyCache, # from `load_cache`
                bs:int=64, # batch size
-               valid_pct:float=0.2, # used when the catalogue has no train/valid `split`
-               seed:int=42, # for the random split
                device=None, # default: fastai's default device
                num_workers:int=0, # worker processes (reading a memmap rarely needs them)
+               **kwargs, # `split_idxs` arguments
               ) -> DataLoaders:
     "fastai `DataLoaders` of `(uint8 (B,3,S,S),)` batches on `device`, read straight from the cache's memmap."
     # a lone trailing galaxy has no negatives for NT-Xent, so a last batch of one is dropped
-    train, valid = split_idxs(cache.catalog, valid_pct, seed)
+    train, valid = split_idxs(cache.catalog, **kwargs)
     device = default_device() if device is None else torch.device(device)
     mk = lambda idxs, shuffle: GalaxyDL(MemmapImages(cache.images, idxs), bs=bs, shuffle=shuffle, num_workers=num_workers,
                                         drop_last=shuffle and len(idxs) > bs or len(idxs) % bs == 1, device=device)

@@ -112,7 +112,6 @@ class NTXent(nn.Module):
         return F.cross_entropy(sim, pair_index(n, z.device))
 
 
-
 # %% ../nbs/06_losses.ipynb #79446a66
 class GalaxyLoss(nn.Module):
     "Foreground SSIM + background (TV + darkening) + NT-Xent on (recon, proj) of the [view1; view2] batch."

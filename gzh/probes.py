@@ -28,11 +28,9 @@ def is_categorical(y:pd.Series)->bool:
 # %% ../nbs/09b_probes.ipynb #d5ca2b25
 def probe_split(meta:pd.DataFrame, # catalogue columns of the WHOLE embeddings table, in cache order
                 rows=None, # the rows the probes use (e.g. a subsample); None: all
-                valid_pct:float=0.2, # held-out share where the catalogue has no `split` column (as in training)
-                seed:int=42, # seed of that random split (training's `seed`)
                )->tuple:
     "Positions in `rows` of the training and held-out galaxies: `split_idxs` of the whole table, as training split it."
-    train, valid = split_idxs(meta, valid_pct, seed)
+    train, valid = split_idxs(meta)
     if rows is None: return train, valid
     rows = np.asarray(rows)
     return np.flatnonzero(np.isin(rows, train)), np.flatnonzero(np.isin(rows, valid))

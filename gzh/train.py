@@ -335,7 +335,7 @@ def fit_galaxies(source:str='demo', # a `gzh.data.load_cache` source
                  lr:float=3e-3, # maximum learning rate
                  out:str|Path='gzh-run', # run folder: checkpoint.pth, history.csv, model.pth
                  resume:bool=False, # continue an interrupted run in `out`
-                 seed:int=42, # seeds the model's initial weights, the split and the views
+                 seed:int=42, # seeds the model's initial weights and the views (the split is `split_idxs`')
                  model_kw:dict|None=None, # `GalaxyUNet` arguments
                  progress:bool=True, # progress bars: building the cache, then training
                  cache=None, # an already loaded `GalaxyCache` (skips `load_cache`)
@@ -345,7 +345,7 @@ def fit_galaxies(source:str='demo', # a `gzh.data.load_cache` source
     out = Path(out)
     cache = cache if cache is not None else load_cache(source, size=size, crop=crop, progress=progress)
     set_seed(seed, reproducible=True)
-    learn = galaxy_learner(galaxy_dls(cache, bs=bs, seed=seed), GalaxyUNet(**(model_kw or {})), path=out, lr=lr, resume=resume, progress=progress, **kwargs)
+    learn = galaxy_learner(galaxy_dls(cache, bs=bs), GalaxyUNet(**(model_kw or {})), path=out, lr=lr, resume=resume, progress=progress, **kwargs)
     if rank_distrib() == 0: print(run_summary(learn, cache, epochs), flush=True)
     with parallel_ctx(learn): learn.fit_one_cycle(epochs, lr)
     if getattr(learn, 'nan_stop', None):

@@ -1,3 +1,7 @@
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
 import pytest
 
 from gzh.testing import shared_data_dir
@@ -9,3 +13,11 @@ def shared_data():
     d = shared_data_dir()
     if d is None: pytest.skip("../shared/data is absent (or $GZH_SHARED_DATA unset): real-image tests need it")
     return d
+
+
+@pytest.fixture
+def stand_in_cache():
+    "A 40-galaxy stand-in for a GalaxyCache: random uint8 images and an aligned catalogue."
+    rng = np.random.default_rng(0)
+    return SimpleNamespace(images=rng.integers(0, 256, (40, 3, 16, 16), dtype=np.uint8),
+                           catalog=pd.DataFrame(dict(id=[f'g{i}' for i in range(40)], spiral=[0, 1] * 20)))

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from gzh.cli import main, parser
-from test_train import write_galaxies
+from galaxies import write_galaxies
 
 COMMANDS = ['train', 'evaluate', 'denoise', 'demo', 'embed', 'cluster']
 

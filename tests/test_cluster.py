@@ -28,14 +28,6 @@ def blobs():
 def table(X, meta): return pd.concat([meta, pd.DataFrame(X, columns=[f'{EMB}{j}' for j in range(X.shape[1])])], axis=1)
 
 
-@pytest.fixture
-def tiny_cache():
-    "A 40-galaxy stand-in for a GalaxyCache: uint8 images and an aligned catalogue."
-    rng = np.random.default_rng(0)
-    return SimpleNamespace(images=rng.integers(0, 256, (40, 3, 16, 16), dtype=np.uint8),
-                           catalog=pd.DataFrame(dict(id=[f'g{i}' for i in range(40)], spiral=[0, 1] * 20)))
-
-
 def test_separated_blobs_give_ari_near_one_and_shuffled_labels_near_zero(blobs):
     X, y, _ = blobs
     Z = reduce(X)
@@ -84,9 +76,9 @@ def test_report_finds_the_structure_and_writes_files(blobs, tmp_path):
     assert (tmp_path / 'kmeans_sweep.png').is_file()
 
 
-def test_report_with_images_adds_baseline_and_pictures(tiny_cache, tmp_path):
-    df = embed(GalaxyUNet(width=4, depth=2, proj_dim=8), tiny_cache)
-    rep = cluster_report(df, out_dir=tmp_path, cache=tiny_cache, maps=('tsne',), ks=range(2, 4), min_cluster_size=5)
+def test_report_with_images_adds_baseline_and_pictures(stand_in_cache, tmp_path):
+    df = embed(GalaxyUNet(width=4, depth=2, proj_dim=8), stand_in_cache)
+    rep = cluster_report(df, out_dir=tmp_path, cache=stand_in_cache, maps=('tsne',), ks=range(2, 4), min_cluster_size=5)
     assert set(rep['meaning']['spiral']['probe']) == {'embedding', 'pixel_pca'}
     for f in ['map_tsne.png', 'grid_hdbscan.png', 'grid_kmeans.png', 'neighbours.png', 'anomalies.png']:
         assert (tmp_path / f).is_file(), f

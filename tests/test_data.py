@@ -13,21 +13,13 @@ from gzh.data import GalaxyCache, galaxy_dls, load_cache, show_galaxies
 from gzh.galaxy_zoo import GZH_CATALOGS, gzh_vote_cols
 from gzh.sources import Decoded, GalaxyDataError, Source, split_idxs
 from gzh.testing import fake_gz_hubble
+from galaxies import galaxy_jpeg
 
 
 @pytest.fixture
 def tiny_cache(tmp_path) -> GalaxyCache:
     "A 40-galaxy demo cache at 32 px in a temporary cache folder."
     return load_cache('demo:40', size=32, cache_dir=tmp_path/'cache', progress=False)
-
-
-def galaxy_jpeg(path: Path, size=(424, 424), seed=0) -> np.ndarray:
-    "Write a centred blob as a JPEG; return the RGB array written."
-    y, x = np.mgrid[:size[1], :size[0]]
-    blob = 255 * np.exp(-((x - size[0] / 2) ** 2 + (y - size[1] / 2) ** 2) / (2 * (min(size) / 8) ** 2))
-    a = np.stack([blob, blob * .8, blob * .6], -1).astype(np.uint8)
-    Image.fromarray(a).save(path, quality=95)
-    return a
 
 
 def jpeg_bytes() -> bytes:

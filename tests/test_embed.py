@@ -11,35 +11,27 @@ from gzh.embed import colour_index, embed, encode_batch
 from gzh.unet import GalaxyUNet
 
 
-@pytest.fixture
-def tiny_cache():
-    "A 40-galaxy stand-in for a GalaxyCache: uint8 images and an aligned catalogue."
-    rng = np.random.default_rng(0)
-    return SimpleNamespace(images=rng.integers(0, 256, (40, 3, 16, 16), dtype=np.uint8),
-                           catalog=pd.DataFrame(dict(id=[f'g{i}' for i in range(40)], spiral=[0, 1] * 20)))
-
-
-def test_shard_round_trip(tiny_cache, tmp_path):
+def test_shard_round_trip(stand_in_cache, tmp_path):
     model = GalaxyUNet(width=4, depth=2, proj_dim=8)
-    df = embed(model, tiny_cache, bs=8)
-    path = embed(model, tiny_cache, bs=8, out=tmp_path / 'emb.parquet', shard_rows=16)
+    df = embed(model, stand_in_cache, bs=8)
+    path = embed(model, stand_in_cache, bs=8, out=tmp_path / 'emb.parquet', shard_rows=16)
     assert sorted(p.name for p in path.glob('*')) == ['part-00000.parquet', 'part-00001.parquet', 'part-00002.parquet']
     X, meta = load_embeddings(path)
     np.testing.assert_allclose(X, df.filter(like=EMB).to_numpy(), atol=1e-5)
     assert X.shape == (40, model.emb_dim) and meta.columns.tolist() == ['id', 'spiral', 'colour']
-    assert meta['id'].tolist() == tiny_cache.catalog['id'].tolist()
+    assert meta['id'].tolist() == stand_in_cache.catalog['id'].tolist()
     assert model.training  # embed restores the mode it found
-    with pytest.raises(FileExistsError, match='already holds embedding shards'): embed(model, tiny_cache, out=path)
-    embed(model, tiny_cache, 'projection', out=path, overwrite=True)
+    with pytest.raises(FileExistsError, match='already holds embedding shards'): embed(model, stand_in_cache, out=path)
+    embed(model, stand_in_cache, 'projection', out=path, overwrite=True)
     assert load_embeddings(path)[0].shape == (40, 8)
 
 
-def test_encode_batch_reads_uint8_and_matches_the_encoder(tiny_cache):
+def test_encode_batch_reads_uint8_and_matches_the_encoder(stand_in_cache):
     model = GalaxyUNet(width=4, depth=2, proj_dim=8).eval()
-    f, c = encode_batch(model, tiny_cache.images[:6])
-    with torch.no_grad(): want = model.encode(torch.from_numpy(tiny_cache.images[:6]).float() / 255)[0].numpy()
+    f, c = encode_batch(model, stand_in_cache.images[:6])
+    with torch.no_grad(): want = model.encode(torch.from_numpy(stand_in_cache.images[:6]).float() / 255)[0].numpy()
     np.testing.assert_allclose(f, want, atol=1e-5)
-    np.testing.assert_allclose(c, colour_index(torch.from_numpy(tiny_cache.images[:6])).numpy(), atol=1e-6)
+    np.testing.assert_allclose(c, colour_index(torch.from_numpy(stand_in_cache.images[:6])).numpy(), atol=1e-6)
 
 
 def test_colour_index_tells_red_from_blue():

@@ -6,7 +6,7 @@ import torch
 from gzh.inference import denoise, estimate_noise
 from gzh.losses import masked_psnr
 from gzh.unet import GalaxyUNet
-from test_losses import blob_galaxies
+from galaxies import blob_galaxies
 
 
 @pytest.fixture

@@ -7,20 +7,9 @@ from gzh.losses import (RECON_METRICS, BackgroundLoss, ForegroundSSIMLoss, Galax
                         masked_ssim, recon_metrics, ssim_map)
 from gzh.noise_masks import make_views, pair_index, view_augment
 from gzh.unet import GalaxyUNet
+from galaxies import blob_galaxies
 
 
-def blob_galaxies(n=4, size=48, seed=0):
-    "Elliptical exponential galaxies with structure (a ring) on a flat 0.05 sky; masks where the galaxy is."
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing='ij')
-    imgs = []
-    for _ in range(n):
-        q = 0.5 + 0.5 * torch.rand(1, generator=g)
-        r = (xx**2 + (yy / q)**2).sqrt()
-        imgs.append((0.8 * (-r / 0.15).exp() + 0.3 * (-(r - 0.3).pow(2) / 0.003).exp()).expand(3, -1, -1))
-    gal = torch.stack(imgs)
-    mask = (gal[:, :1] > 0.02).float()
-    return (gal * mask + 0.05).clamp(0, 1), mask
 
 
 @pytest.fixture

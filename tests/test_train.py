@@ -5,28 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from gzh.losses import GalaxyLoss, RECON_METRICS
 from gzh.train import (Checkpoint, atomic_save, autocast_dtype, fit_galaxies, galaxy_metrics, load_checkpoint, load_model,
                        pair_top1, precision_callback, read_history, save_model)
 from gzh.unet import GalaxyUNet
+from galaxies import write_galaxies
 
 SIZE, TINY = 32, dict(width=8, depth=2, proj_dim=16)
-
-
-def write_galaxies(folder:Path, n:int=48, size:int=48, seed:int=0)->Path:
-    "`n` PNG images of noisy elliptical blobs: a small folder SOURCE."
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    yy, xx = np.mgrid[:size, :size] / size - 0.5
-    for i in range(n):
-        a, b, t = rng.uniform(0.05, 0.2), rng.uniform(0.03, 0.12), rng.uniform(0, np.pi)
-        u, v = xx*np.cos(t) + yy*np.sin(t), -xx*np.sin(t) + yy*np.cos(t)
-        g = np.exp(-(u**2/a**2 + v**2/b**2) / 2)[..., None] * rng.uniform(0.5, 1, 3)
-        img = np.clip(g + rng.normal(0.03, 0.01, g.shape), 0, 1)
-        Image.fromarray((img * 255).astype(np.uint8)).save(folder/f'g{i:03d}.png')
-    return folder
 
 
 @pytest.fixture(scope='module')
