@@ -57,9 +57,11 @@ def add_option(p:argparse.ArgumentParser, # a sub-command's parser
                help:str|None=None, # instead of the parameter's comment
               ):
     "Add `opt` to `p`, with the parameter's default, type and comment (`docments`) as the option's."
-    d = docments(library(opt.func), full=True, returns=False, eval_str=True)[opt.param]
+    f = library(opt.func)
+    d = docments(f, full=True, returns=False, eval_str=True)[opt.param]
     default, required = d['default'], d['default'] is inspect.Parameter.empty
-    kind, many = _value_type(d['anno'], default)
+    anno = d['anno'] # a string still where a wrapper (`delegates`) rebuilt the signature
+    kind, many = _value_type(eval(anno, vars(sys.modules[f.__module__])) if isinstance(anno, str) else anno, default)
     help = (help or d['docment'] or '').replace('%', '%%')
     if opt.name.isupper(): return p.add_argument(opt.param, metavar=opt.name, type=kind, nargs='+' if many else None, help=help)
     flag = opt.name.replace('_', '-')

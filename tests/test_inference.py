@@ -6,17 +6,10 @@ import torch
 from gzh.inference import denoise, estimate_noise
 from gzh.losses import masked_psnr
 from gzh.unet import GalaxyUNet
-from galaxies import blob_galaxies
 
 
-@pytest.fixture
-def data():
-    torch.manual_seed(0)
-    return blob_galaxies()
-
-
-def test_estimate_noise(data):
-    x, _ = data
+def test_estimate_noise(blob_batch):
+    x, _ = blob_batch
     est = estimate_noise(x + 0.04 * torch.randn_like(x))
     assert est.shape == (4, 3, 1, 1)
     assert ((est - 0.04).abs() < 0.006).all()
@@ -28,8 +21,8 @@ class Oracle(torch.nn.Module):
     def forward(self, z): return (self.truth + z) / 2, None
 
 
-def test_noisier2noise_recovers_truth_from_oracle(data):
-    x, _ = data
+def test_noisier2noise_recovers_truth_from_oracle(blob_batch):
+    x, _ = blob_batch
     x = x.clamp(0.2, 0.8)  # keep away from the clip at 0 and 1
     observed = x + 0.05 * torch.randn_like(x)
     out = denoise(Oracle(x), observed, 'noisier2noise', noise=lambda t: t + 0.05 * torch.randn_like(t), n_samples=2)
@@ -38,8 +31,8 @@ def test_noisier2noise_recovers_truth_from_oracle(data):
     assert masked_psnr(rec, x).mean() < masked_psnr(out, x).mean()
 
 
-def test_denoise_inputs_and_modes(data):
-    x, _ = data
+def test_denoise_inputs_and_modes(blob_batch):
+    x, _ = blob_batch
     model = GalaxyUNet(width=4, depth=2, proj_dim=8).train()
     u8 = (x * 255).round().to(torch.uint8)
     for imgs in (u8, u8.numpy(), x):

@@ -7,27 +7,18 @@ from gzh.losses import (RECON_METRICS, BackgroundLoss, ForegroundSSIMLoss, Galax
                         masked_ssim, recon_metrics, ssim_map)
 from gzh.noise_masks import make_views, pair_index, view_augment
 from gzh.unet import GalaxyUNet
-from galaxies import blob_galaxies
 
 
-
-
-@pytest.fixture
-def data():
-    torch.manual_seed(0)
-    return blob_galaxies()
-
-
-def test_ssim_map_matches_pytorch_msssim_inside_border(data):
-    x, _ = data
+def test_ssim_map_matches_pytorch_msssim_inside_border(blob_batch):
+    x, _ = blob_batch
     y = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
     m = ssim_map(y, x)
     assert m.shape == x.shape
     torch.testing.assert_close(m[..., 5:-5, 5:-5].mean(), ssim(y, x, data_range=1.), atol=1e-5, rtol=0)
 
 
-def test_masked_ssim_avoids_mask_multiplication_inflation(data):
-    x, mask = data
+def test_masked_ssim_avoids_mask_multiplication_inflation(blob_batch):
+    x, mask = blob_batch
     # perfect on the background, galaxy replaced by its blurred version (structure lost)
     blurred = F.avg_pool2d(F.pad(x, (4,) * 4, mode='replicate'), 9, stride=1)
     recon = x * (1 - mask) + blurred * mask
@@ -38,8 +29,8 @@ def test_masked_ssim_avoids_mask_multiplication_inflation(data):
     assert (inflated - honest > 0.15).all(), (honest, inflated)
 
 
-def test_masked_psnr(data):
-    x, mask = data
+def test_masked_psnr(blob_batch):
+    x, mask = blob_batch
     y = x + 0.1 * mask  # error only on the galaxy
     assert torch.isinf(masked_psnr(y, x, 1 - mask)).all()
     torch.testing.assert_close(masked_psnr(y, x, mask), torch.full((4,), 20.))
@@ -49,12 +40,12 @@ def test_masked_psnr(data):
 
 
 @pytest.mark.parametrize("bad", [lambda x, m: (x, x[:, :2], m), lambda x, m: (x, x, m[:, 0]), lambda x, m: (x, x, m[:2])])
-def test_metric_shape_errors(data, bad):
-    with pytest.raises(ValueError, match="same shape|mask must be"): masked_ssim(*bad(*data))
+def test_metric_shape_errors(blob_batch, bad):
+    with pytest.raises(ValueError, match="same shape|mask must be"): masked_ssim(*bad(*blob_batch))
 
 
-def test_foreground_loss(data):
-    x, mask = data
+def test_foreground_loss(blob_batch):
+    x, mask = blob_batch
     loss = ForegroundSSIMLoss()
     assert loss(x, x, mask).abs() < 1e-5
     noisy = x + 0.1 * torch.randn_like(x) * mask  # damage only inside the mask
@@ -65,8 +56,8 @@ def test_foreground_loss(data):
     assert pred.grad.abs().sum() > 0
 
 
-def test_background_loss(data):
-    x, mask = data
+def test_background_loss(blob_batch):
+    x, mask = blob_batch
     assert BackgroundLoss()(x, x, mask).abs() < 1e-6
     b = BackgroundLoss(dark_weight=0.5)
     torch.testing.assert_close(b(x + 0.2, x, mask), torch.tensor(0.1))  # TV 0, offset 0.2 from the sky
@@ -99,9 +90,9 @@ def test_ntxent_prefers_aligned_pairs_and_checks_shape():
     with pytest.raises(ValueError, match=r"\(2B, D\)"): NTXent()(torch.randn(7, 4))
 
 
-def test_ntxent_and_views_agree_on_pairs(data):
+def test_ntxent_and_views_agree_on_pairs(blob_batch):
     "In stacked `Views` the other view of row i is row `pair_index(2B)[i]`, and that is NT-Xent's positive for row i."
-    x, _ = data
+    x, _ = blob_batch
     still = view_augment(degrees=0, translate=0, zoom=(1, 1), flip=0, jitter=0, grayscale=0)
     v = make_views(x, torch.Generator().manual_seed(0), still)  # both views of a galaxy identical, galaxies distinct
     flat = v.clean.flatten(1)
@@ -116,8 +107,8 @@ def test_ntxent_and_views_agree_on_pairs(data):
     torch.testing.assert_close(NTXent(0.5)(z), F.cross_entropy(sim, partner))
 
 
-def test_galaxy_loss_terms_and_gradients(data):
-    x, mask = data
+def test_galaxy_loss_terms_and_gradients(blob_batch):
+    x, mask = blob_batch
     torch.manual_seed(0)
     model = GalaxyUNet(width=4, depth=2, proj_dim=8)
     v = make_views(x, torch.Generator().manual_seed(0))
@@ -133,8 +124,8 @@ def test_galaxy_loss_terms_and_gradients(data):
     assert model.head[0].weight.grad.abs().sum() > 0 and model.out.weight.grad.abs().sum() > 0
 
 
-def test_recon_metrics_baseline(data):
-    x, mask = data
+def test_recon_metrics_baseline(blob_batch):
+    x, mask = blob_batch
     noisy = x + 0.08 * torch.randn_like(x)
     met = recon_metrics(x, noisy, x, mask)  # a perfect reconstruction beats its noisy input everywhere
     assert tuple(met) == RECON_METRICS
@@ -143,8 +134,8 @@ def test_recon_metrics_baseline(data):
         assert (met[f'recon_psnr_{r}'] > met[f'noisy_psnr_{r}']).all()
 
 
-def test_ssim_map_is_fp32_under_autocast(data):
-    x, _ = data
+def test_ssim_map_is_fp32_under_autocast(blob_batch):
+    x, _ = blob_batch
     y = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
     ref = ssim_map(y, x)
     with torch.autocast('cpu', dtype=torch.bfloat16):
