@@ -7,30 +7,34 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.gzh-installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test export-check nbtest pytest readme docs-check
+.PHONY: setup demo test export-check nbtest pytest readme docs-check
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]" $(TORCH)
-	touch $(STAMP)
+# The stamp holds pyproject.toml's hash, not its time: nbdev-export rewrites the file unchanged, which must not reinstall.
+setup:
+	@sum=$$(sha1sum pyproject.toml | cut -c1-40); \
+	if [ "$$(cat $(STAMP) 2>/dev/null)" != "$$sum" ]; then \
+	  set -e; test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+	  $(BIN)/python -m pip install -q --upgrade pip; \
+	  $(BIN)/python -m pip install -q -e ".[dev]" $(TORCH); \
+	  echo "$$sum" > $(STAMP); \
+	fi
 
-demo: $(STAMP)
+demo: setup
 	$(BIN)/gzh demo --out demo-out
 
-test: $(STAMP) export-check nbtest pytest
+test: setup export-check nbtest pytest
 
-export-check: $(STAMP)
+export-check: setup
 	$(BIN)/nbdev-export && git diff --exit-code --stat -- gzh || { echo "nbdev-export changed gzh/: export the notebooks and commit gzh/"; exit 1; }
 
-nbtest: $(STAMP)
+nbtest: setup
 	$(BIN)/nbdev-test
 
-pytest: $(STAMP)
+pytest: setup
 	$(BIN)/python -m pytest -q
 
-readme: $(STAMP)
+readme: setup
 	$(BIN)/python tools/readme.py
 
-docs-check: $(STAMP)
+docs-check: setup
 	BIN=$(BIN) tools/docs_check.sh

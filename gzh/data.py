@@ -6,7 +6,7 @@ Docs: https://gzh-astro.github.io/gzh/data.html.md"""
 
 # %% ../nbs/03_data.ipynb #53b67092
 from __future__ import annotations
-import hashlib, json, os, shutil, uuid
+import hashlib, json, os, shutil, socket, time, uuid, warnings
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch
@@ -16,18 +16,20 @@ from fastai.torch_core import default_device
 from fastcore.meta import delegates
 from fastprogress.fastprogress import progress_bar
 
-from .sources import (SOURCE_KINDS, Decoded, GalaxyDataError, Source, catalog_source, fits_source, folder_source,
-                         split_idxs, _is_fits)
+from .sources import (SOURCE_KINDS, Decoded, GalaxyDataError, Source, atomic_output, catalog_source, check_size,
+                         fits_source, folder_source, split_idxs, _is_fits)
 from .synthetic import demo_source
 from .galaxy_zoo import gzh_source
 
 # %% auto #0
-__all__ = ['CACHE_VERSION', 'galaxy_source', 'default_cache_dir', 'cache_path', 'decode_side', 'centre_crop', 'build_cache',
-           'GalaxyCache', 'load_cache', 'MemmapImages', 'GalaxyDL', 'galaxy_dls', 'show_galaxies']
+__all__ = ['CACHE_VERSION', 'galaxy_source', 'default_cache_dir', 'cache_path', 'decode_side', 'centre_crop',
+           'clean_stale_builds', 'build_cache', 'GalaxyCache', 'check_ids', 'load_cache', 'write_skipped',
+           'MemmapImages', 'GalaxyDL', 'galaxy_dls', 'show_galaxies']
 
 # %% ../nbs/03_data.ipynb #c5b0546b
 def galaxy_source(source, # a name as `SOURCE_KINDS` describes, or a `Source`
                   on_error:str='raise', # bad catalogue rows: 'raise' or 'skip'
+                  image_root=None, # catalogues: the folder their images may live in (see `catalog_source`)
                  ) -> Source:
     "Turn what the user names into a `Source`."
     if isinstance(source, Source): return source
@@ -39,8 +41,8 @@ def galaxy_source(source, # a name as `SOURCE_KINDS` describes, or a `Source`
     if s.startswith('gz_hubble:'): return gzh_source(s[len('gz_hubble:'):], on_error)
     p = Path(s).expanduser().absolute()
     if not p.exists(): raise GalaxyDataError(p, f"source not found (expected {SOURCE_KINDS})")
-    if p.is_dir(): return folder_source(p)
-    if p.suffix.lower() in ('.csv', '.parquet', '.pq'): return catalog_source(p)
+    if p.is_dir(): return folder_source(p, on_error=on_error, image_root=image_root)
+    if p.suffix.lower() in ('.csv', '.parquet', '.pq'): return catalog_source(p, on_error, image_root)
     if _is_fits(p): return fits_source(p)
     raise GalaxyDataError(p, f'unsupported source type {p.suffix!r}')
 
@@ -74,6 +76,25 @@ def centre_crop(d:Decoded, size:int) -> Decoded:
     cut = lambda a: None if a is None else np.ascontiguousarray(a[:, o:o + size, o:o + size])
     return d._replace(image=cut(d.image), truth=cut(d.truth))
 
+# %% ../nbs/03_data.ipynb #990fb520
+def _owner_gone(tmp:Path, max_age:float=86400.) -> bool:
+    "Whether the build that wrote `tmp` has ended: its process is gone, or (no owner recorded) it is a day old."
+    try: host, pid = (tmp/'owner').read_text().split()
+    except (OSError, ValueError):
+        try: return (tmp/'images.u8').is_file() and time.time() - tmp.stat().st_mtime > max_age
+        except OSError: return False
+    if host != socket.gethostname() or os.name != 'posix': return False
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return True
+    except (OSError, ValueError): return False
+    return False
+
+def clean_stale_builds(cache_dir:Path) -> list[Path]:
+    "Remove the temporary folders of cache builds that were killed; return what was removed."
+    gone = [t for t in Path(cache_dir).glob('.*.tmp') if t.is_dir() and _owner_gone(t)]
+    for t in gone: shutil.rmtree(t, ignore_errors=True)
+    return gone
+
 # %% ../nbs/03_data.ipynb #da458ec0
 def _decode_all(src:Source, size:int, tmp:Path, on_error:str, progress:bool, crop:float) -> tuple[list, list, list]:
     "Decode every row of `src` into memmaps in `tmp`, good rows packed first; return kept rows, their info, skipped."
@@ -84,7 +105,7 @@ def _decode_all(src:Source, size:int, tmp:Path, on_error:str, progress:bool, cro
         try: d = centre_crop(src.read(i, decode_side(size, crop)), size)
         except Exception as e:
             err = e if isinstance(e, GalaxyDataError) else GalaxyDataError(src.item_name(i), f'unexpected {type(e).__name__}: {e}')
-            if on_error == 'raise': raise err
+            if on_error == 'raise': raise GalaxyDataError(err.file, f"{err.problem}; on_error='skip' (--on-error skip) leaves such files out") from None
             skipped.append((err.file, err.problem))
             continue
         for m, a in zip(maps, (d.image, d.truth)):
@@ -106,12 +127,18 @@ def build_cache(src:Source, # what to decode
     n = len(src.catalog)
     if n == 0: raise GalaxyDataError(src.name, 'empty source: no images to read' + (f' ({len(src.skipped)} rows skipped)' if src.skipped else ''))
     dest.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_builds(dest.parent)
     tmp = dest.parent/f'.{dest.name}.{uuid.uuid4().hex[:8]}.tmp'
     tmp.mkdir()
     try:
+        (tmp/'owner').write_text(f'{socket.gethostname()} {os.getpid()}')
         keep, infos, skipped = _decode_all(src, size, tmp, on_error, progress, crop)
         if not keep: raise GalaxyDataError(src.name, f'empty source: none of its {n} images could be read '
                                                      f'(first: {skipped[0][0]}: {skipped[0][1]})')
+        if up := sum('upscaled' in i.get('note', '') for i in infos):
+            warnings.warn(f"{up} of {len(keep)} images were smaller than {decode_side(size, crop)} px and were upscaled "
+                          "(their 'note' in the cache's catalogue says from what size)", stacklevel=2)
+        (tmp/'owner').unlink()
         for f in tmp.glob('*.u8'): os.truncate(f, len(keep) * 3 * size * size)
         cat = src.catalog.iloc[keep].reset_index(drop=True)
         for k, v in pd.DataFrame(infos, index=cat.index).items(): cat[k] = v
@@ -142,17 +169,30 @@ class GalaxyCache:
     def __repr__(self): return f'GalaxyCache({self.source!r}, n={len(self)}, size={self.size}, skipped={len(self.skipped)})'
 
 # %% ../nbs/03_data.ipynb #f617556f
+def check_ids(src:Source):
+    "Refuse (`GalaxyDataError`, one line) a source whose catalogue lists an id more than once, naming ids and rows."
+    ids = src.catalog['id']
+    if not ids.duplicated().any(): return
+    groups = ids.reset_index(drop=True).groupby(ids.to_numpy()).groups
+    dups = [(k, list(src.catalog.index[v])) for k, v in groups.items() if len(v) > 1]
+    said = '; '.join(f"{k!r} in rows {', '.join(map(str, r))}" for k, r in dups[:3]) + ('; ...' if len(dups) > 3 else '')
+    raise GalaxyDataError(src.name, f'{len(dups)} galaxy ids appear more than once ({said}); give each galaxy one row')
+
+# %% ../nbs/03_data.ipynb #e0fc449d
 def load_cache(source='demo', # a name as `SOURCE_KINDS` describes, or a `Source`
                size:int=64, # image side in pixels
                crop:float=1., # fraction of each image's side kept around its centre before resizing (1: whole image)
                cache_dir=None, # default `$GZH_CACHE` or ~/.cache/gzh
                on_error:str='raise', # bad input: 'raise' a GalaxyDataError, or 'skip' it and list it in `cache.skipped`
+               image_root:str|None=None, # catalogues: the folder their images live in; absolute 'filename's must lie in it ('file_loc' paths need no root)
                progress:bool=True, # progress bar while building
               ) -> GalaxyCache:
     "Decode a source once into an on-disk uint8 cache (reused while source, size and crop are unchanged) and open it."
     if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    check_size(size, depth=0)  # the model's depth is not known here: fit_galaxies checks the multiple
     decode_side(size, crop)  # checks `crop` before any work
-    src = galaxy_source(source, on_error)
+    src = galaxy_source(source, on_error, image_root)
+    check_ids(src)
     dest = cache_path(src, size, cache_dir, crop)
     if (dest/'meta.json').is_file(): src.close()
     else: build_cache(src, size, dest, on_error, progress, crop)
@@ -161,6 +201,18 @@ def load_cache(source='demo', # a name as `SOURCE_KINDS` describes, or a `Source
         f, why = cache.skipped[0]
         raise GalaxyDataError(f, f"{why} ({len(cache.skipped)} files were skipped when this cache was built with on_error='skip')")
     return cache
+
+# %% ../nbs/03_data.ipynb #33906d6a
+def write_skipped(cache:GalaxyCache, # from `load_cache`
+                  folder, # the command's output folder
+                 ) -> Path|None:
+    "Write `cache.skipped` to `folder/skipped.csv` (file, reason); when nothing was skipped, remove a stale one, return None."
+    out = Path(folder)/'skipped.csv'
+    if not cache.skipped:
+        out.unlink(missing_ok=True)
+        return None
+    with atomic_output(out) as t: pd.DataFrame(cache.skipped, columns=['file', 'reason']).to_csv(t, index=False)
+    return out
 
 # %% ../nbs/03_data.ipynb #24519b27
 class MemmapImages(torch.utils.data.Dataset):

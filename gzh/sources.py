@@ -6,7 +6,8 @@ Docs: https://gzh-astro.github.io/gzh/sources.html.md"""
 
 # %% ../nbs/00_sources.ipynb #2336dd18
 from __future__ import annotations
-import hashlib, os
+import hashlib, os, shutil, warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -17,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'FITS_EXTS', 'SOURCE_KINDS', 'GalaxyDataError', 'Decoded', 'pil_rgb', 'square_resize', 'read_image',
            'asinh_grey', 'stamp_rgb', 'fits_image', 'Source', 'safe_path', 'folder_source', 'catalog_source',
-           'rgc_source', 'fits_source', 'split_idxs']
+           'rgc_source', 'fits_source', 'atomic_output', 'check_size', 'split_idxs']
 
 # %% ../nbs/00_sources.ipynb #f97fb6ce
 class GalaxyDataError(ValueError):
@@ -85,9 +86,10 @@ def read_image(path, # a JPEG, PNG or FITS file
             rgb, n1 = pil_rgb(im)
             rgb, n2 = square_resize(rgb, size)
             n2 = n2 and f'cropped {w}x{h} to its centre square'  # the size before `draft`
+            n3 = f'upscaled {min(w, h)}x{min(w, h)} to {size}x{size}' if min(w, h) < size else ''
     except UnidentifiedImageError: raise GalaxyDataError(path, 'not a readable image (corrupt, or not JPEG/PNG)') from None
     except (OSError, SyntaxError, ValueError) as e: raise GalaxyDataError(path, f'corrupt or truncated image ({e})') from None
-    return Decoded(np.asarray(rgb).transpose(2, 0, 1).copy(), None, {'note': _join(n1, n2)})
+    return Decoded(np.asarray(rgb).transpose(2, 0, 1).copy(), None, {'note': _join(n1, n2, n3)})
 
 # %% ../nbs/00_sources.ipynb #25fa0bd0
 def asinh_grey(a:np.ndarray, # 2-D flux image
@@ -114,18 +116,31 @@ def stamp_rgb(a:np.ndarray, size:int) -> tuple[np.ndarray, str]:
     sq = np.zeros((s, s), np.uint8)
     sq[(s - h) // 2:(s - h) // 2 + h, (s - w) // 2:(s - w) // 2 + w] = g
     im = Image.fromarray(sq).resize((size, size), Image.Resampling.LANCZOS)
-    note = _join('single band: asinh stretch, grey to RGB', f'padded {w}x{h} to a square' if h != w else '')
+    note = _join('single band: asinh stretch, grey to RGB', f'padded {w}x{h} to a square' if h != w else '',
+                 f'upscaled {s}x{s} to {size}x{size}' if s < size else '')
     return np.repeat(np.asarray(im)[None], 3, 0), note
 
 # %% ../nbs/00_sources.ipynb #a50b2ec2
+def _fits_shapes(hdul) -> str:
+    "The data shapes of a FITS file's HDUs, for messages."
+    return ', '.join(f'HDU {i}: {h.shape if h.is_image and h.shape else "no data" if h.is_image else type(h).__name__}'
+                     for i, h in enumerate(hdul))
+
+def _no_2d(path, hdul) -> GalaxyDataError:
+    return GalaxyDataError(path, f'no 2-D image in this FITS file ({_fits_shapes(hdul)}); gzh reads single-band 2-D stamps')
+
 def fits_image(path, size:int) -> Decoded:
     "Read the first 2-D image HDU of a FITS file as a stretched grey galaxy."
     from astropy.io import fits
     try:
-        with fits.open(path, memmap=False) as hdul:
-            data = next((h.data for h in hdul if h.is_image and h.data is not None and h.data.ndim == 2), None)
-    except (OSError, TypeError, ValueError) as e: raise GalaxyDataError(path, f'unreadable FITS ({e})') from None
-    if data is None: raise GalaxyDataError(path, 'no 2-D image in this FITS file')
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # astropy's warning of a short file: the error below says it in one line
+            with fits.open(path, memmap=False) as hdul:
+                data = next((h.data for h in hdul if h.is_image and len(h.shape) == 2), None)
+                if data is None: raise _no_2d(path, hdul)
+    except (OSError, TypeError, ValueError) as e:
+        if isinstance(e, GalaxyDataError): raise
+        raise GalaxyDataError(path, f'truncated or unreadable FITS ({e})') from None
     try: img, note = stamp_rgb(data, size)
     except ValueError as e: raise GalaxyDataError(path, f'FITS image unusable: {e}') from None
     return Decoded(img, None, {'note': note})
@@ -158,15 +173,16 @@ def _fingerprint(paths) -> str:
 
 # %% ../nbs/00_sources.ipynb #4f5e2f57
 def safe_path(base:Path, # the folder every image must stay inside
-              name, # file name from a catalogue
+              name, # file name from a catalogue (absolute names must lie inside `base`)
               subdirs=('images', '.'), # tried in order below `base`
              ) -> Path:
-    "Resolve a catalogue file name under `base`; refuse empty names and names that escape `base` (`../`, absolute)."
+    "Resolve a catalogue file name under `base`, links included; refuse empty names and names that escape `base`."
     if not isinstance(name, str) or not name.strip(): raise GalaxyDataError(base, f'empty file name {name!r} in the catalogue')
-    root = os.path.abspath(base)
-    cands = [Path(os.path.normpath(os.path.join(root, d, name))) for d in subdirs]
-    if any(os.path.commonpath([root, c]) != root for c in cands):
-        raise GalaxyDataError(name, f'file name escapes the image folder {root}')
+    root = Path(base).expanduser().resolve()
+    cands = [(root/d/name).resolve() for d in subdirs]  # resolve(): `..` and symbolic links, before the check
+    if any(not c.is_relative_to(root) for c in cands):
+        raise GalaxyDataError(name, f'file name escapes the image folder {root} (links resolved); '
+                                    'pass image_root=FOLDER (--image-root FOLDER) to allow images that live there')
     return next((c for c in cands if c.exists()), cands[0])
 
 # %% ../nbs/00_sources.ipynb #07762599
@@ -174,10 +190,10 @@ def _list_files(folder:Path, exts=IMAGE_EXTS + FITS_EXTS) -> list[Path]:
     "Image files below `folder`, sorted."
     return sorted(p for p in folder.rglob('*') if p.is_file() and p.name.lower().endswith(exts))
 
-def folder_source(folder:Path) -> Source:
-    "Every JPEG/PNG/FITS below `folder` (or its `catalog.csv`/`catalog.parquet` when it has one)."
+def folder_source(folder:Path, **kwargs) -> Source:
+    "Every JPEG/PNG/FITS below `folder` (or its `catalog.csv`/`catalog.parquet`, read by `catalog_source(**kwargs)`)."
     for cat in ('catalog.csv', 'catalog.parquet'):
-        if (folder/cat).is_file(): return catalog_source(folder/cat)
+        if (folder/cat).is_file(): return catalog_source(folder/cat, **kwargs)
     files = _list_files(folder)
     names = [str(p.relative_to(folder)) for p in files]
     cat = pd.DataFrame({'id': [str(Path(n).with_suffix('')) for n in names], 'filename': names})
@@ -190,22 +206,46 @@ def _read_catalog(path:Path) -> pd.DataFrame:
     except Exception as e: raise GalaxyDataError(path, f'unreadable catalogue ({type(e).__name__}: {e})') from None
 
 def _with_id(cat:pd.DataFrame) -> pd.DataFrame:
-    "Ensure a string `id` column: `id`, else `id_str`, else the file name without its extension."
+    "Ensure a string `id` column: `id`, else `id_str` (kept, as text), else the file's path without its extension."
+    if 'id_str' in cat: cat['id_str'] = cat['id_str'].astype(str)
     if 'id' not in cat:
-        ids = cat['id_str'] if 'id_str' in cat else cat['filename'].map(lambda f: Path(str(f)).name.split('.')[0])
+        files = cat['filename' if 'filename' in cat else 'file_loc']
+        ids = cat['id_str'] if 'id_str' in cat else files.map(lambda f: str(Path(str(f)).parent/Path(str(f)).name.split('.')[0]))
         cat.insert(0, 'id', ids)
     cat['id'] = cat['id'].astype(str)
     return cat
 
-def catalog_source(path:Path) -> Source:
-    "A CSV/parquet catalogue with a `filename` column, resolved under its folder's `images/` or the folder itself."
+def _catalog_paths(cat:pd.DataFrame, path:Path, image_root, on_error:str) -> tuple[list, list, list]:
+    "The image file of every row (rows numbered from 0, after the header): (kept rows, their paths, skipped)."
+    col = 'filename' if 'filename' in cat else 'file_loc'
+    keep, paths, skipped = [], [], []
+    for i, name in enumerate(cat[col]):
+        try:
+            if not isinstance(name, str) or not name.strip(): raise GalaxyDataError(path, f'empty file name {name!r}')
+            if col == 'file_loc':  # the ecosystem's column: absolute, or relative to the catalogue's folder
+                name = str((path.parent/Path(name).expanduser()).absolute())
+                p = Path(name) if image_root is None else safe_path(image_root, name, ('.',))
+            else: p = safe_path(path.parent if image_root is None else image_root, name)
+        except GalaxyDataError as e:
+            e = GalaxyDataError(path, f'row {i} ({col}): {e.problem if e.file == str(path) else f"{name}: {e.problem}"}')
+            if on_error == 'raise': raise e from None
+            skipped.append((e.file, e.problem))
+            continue
+        keep.append(i); paths.append(p)
+    return keep, paths, skipped
+
+def catalog_source(path:Path, # a CSV or parquet catalogue
+                   on_error:str='raise', # rows without a usable file name: 'raise', or 'skip' them
+                   image_root=None, # the folder images may live in: relative `filename`s resolve below it, absolute ones must lie in it
+                  ) -> Source:
+    "A CSV/parquet catalogue with a `filename` (below its folder or `image_root`) or `file_loc` (any path) column."
     cat = _read_catalog(path)
-    if 'filename' not in cat: raise GalaxyDataError(path, f"catalogue has no 'filename' column (columns: {list(cat.columns)})")
-    cat = _with_id(cat)
-    base = path.parent
-    files = [path, *(_list_files(base/'images') if (base/'images').is_dir() else []),
-             *(p for p in base.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_EXTS + FITS_EXTS))]
-    return Source(str(path), cat, lambda i, size: read_image(safe_path(base, cat['filename'].iat[i]), size), _fingerprint(files))
+    if 'filename' not in cat and 'file_loc' not in cat:
+        raise GalaxyDataError(path, f"catalogue has no 'filename' column and no 'file_loc' column (columns: {list(cat.columns)})")
+    if image_root is not None: image_root = Path(image_root).expanduser()
+    keep, paths, skipped = _catalog_paths(cat, path, image_root, on_error)
+    cat = _with_id(cat.iloc[keep].copy())  # the index keeps the file's row numbers for messages
+    return Source(str(path), cat, lambda i, size: read_image(paths[i], size), _fingerprint([path, *paths]), skipped=skipped)
 
 # %% ../nbs/00_sources.ipynb #b460edd2
 def rgc_source(path:Path, cat:pd.DataFrame) -> Source:
@@ -253,19 +293,69 @@ def fits_source(path:Path) -> Source:
     tab = _fits_table(path)
     if tab is not None and {'GAL_FILENAME', 'GAL_HDU'} <= set(tab.columns): return rgc_source(path, tab)
     from astropy.io import fits
-    with fits.open(path) as hdul: hdus = [i for i, h in enumerate(hdul) if h.is_image and h.header.get('NAXIS') == 2]
+    with fits.open(path) as hdul:
+        hdus = [i for i, h in enumerate(hdul) if h.is_image and h.header.get('NAXIS') == 2]
+        if not hdus: raise _no_2d(path, hdul)
     cat = pd.DataFrame({'id': [f'{path.name}[{i}]' for i in hdus], 'filename': path.name, 'hdu': hdus})
     def read(i, size):
-        with fits.open(path) as hdul:
-            try: img, note = stamp_rgb(hdul[hdus[i]].data, size)
-            except ValueError as e: raise GalaxyDataError(f'{path}[{hdus[i]}]', f'FITS image unusable: {e}') from None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')  # as in `fits_image`
+                with fits.open(path) as hdul: data = hdul[hdus[i]].data
+        except (OSError, TypeError, ValueError) as e:
+            raise GalaxyDataError(f'{path}[{hdus[i]}]', f'truncated or unreadable FITS ({e})') from None
+        try: img, note = stamp_rgb(data, size)
+        except ValueError as e: raise GalaxyDataError(f'{path}[{hdus[i]}]', f'FITS image unusable: {e}') from None
         return Decoded(img, None, {'note': note})
     return Source(str(path), cat, read, _fingerprint([path]))
+
+# %% ../nbs/00_sources.ipynb #1ff70df8
+def _remove(p:Path):
+    "Delete a file or folder if it exists."
+    if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
+    elif p.exists() or p.is_symlink(): p.unlink()
+
+@contextmanager
+def atomic_output(path, # the file or folder to write
+                 ):
+    "Yield a temporary path beside `path`; on success it replaces `path` (file or folder), on error `path` is untouched."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent/f'.{path.name}.{os.getpid()}.tmp'
+    _remove(tmp)
+    try: yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    if not (tmp.exists() or tmp.is_symlink()): return  # nothing was written: keep what was there
+    if tmp.is_dir() and path.exists():  # a folder cannot be renamed over a folder: move the old one aside first
+        old = path.parent/f'.{path.name}.{os.getpid()}.old'
+        _remove(old)
+        os.replace(path, old)
+        try: os.replace(tmp, path)
+        except BaseException:
+            os.replace(old, path)
+            raise
+        _remove(old)
+    else: os.replace(tmp, path)
+
+# %% ../nbs/00_sources.ipynb #6d9e1051
+def check_size(size, # the image side asked for
+               depth:int=3, # the U-Net's depth: the side must be a multiple of 2**depth (0: any whole number)
+               max_size:int=2048, # the largest side accepted
+              ) -> int:
+    "Refuse (one-line `ValueError`) a size that is not a multiple of 2**depth between 2**depth and `max_size`."
+    step = 2 ** depth
+    ok = isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size % step == 0 and step <= size <= max_size
+    if not ok:
+        what = f'a multiple of {step}' if step > 1 else 'a whole number'
+        raise ValueError(f'size must be {what} between {step} and {max_size}, not {size!r}')
+    return int(size)
 
 # %% ../nbs/00_sources.ipynb #8bca9ca7
 SOURCE_KINDS = ("'demo[:N[:SEED]]' (the embedded synthetic default), 'gz_hubble:ROOT' (Galaxy Zoo: Hubble in the "
                 "galaxy-datasets layout), a folder of JPEG/PNG/FITS images, a CSV/parquet catalogue with a 'filename' "
-                "column, or a FITS file (stamps, or a GalSim real-galaxy catalogue)")
+                "or 'file_loc' column (galaxy-datasets/Zoobot style, with 'id_str'), or a FITS file (stamps, or a GalSim real-galaxy catalogue)")
 
 # %% ../nbs/00_sources.ipynb #08081503
 def split_idxs(cat:pd.DataFrame, # the catalogue, in cache order
@@ -275,8 +365,13 @@ def split_idxs(cat:pd.DataFrame, # the catalogue, in cache order
     "Train/valid rows: the catalogue's `split` (valid = 'valid'/'validation'/'test') when it has both, else a seeded random split."
     if 'split' in cat:
         split = cat['split'].astype(str).str.lower()
-        valid = split.isin(['valid', 'validation', 'test']).to_numpy()
-        if valid.any() and (split == 'train').any(): return np.flatnonzero(split == 'train'), np.flatnonzero(valid)
+        train, valid = (split == 'train').to_numpy(), split.isin(['valid', 'validation', 'test']).to_numpy()
+        if valid.any() and train.any():
+            if len(odd := np.flatnonzero(~(train | valid))):
+                rows = ', '.join(map(str, odd[:5])) + (', ...' if len(odd) > 5 else '')
+                raise ValueError(f"{len(odd)} catalogue row(s) with a 'split' that is neither train nor valid/validation/test "
+                                 f"(row {rows}: {cat['split'].iat[odd[0]]!r}); give every row a split, or drop the column for a random split")
+            return np.flatnonzero(train), np.flatnonzero(valid)
     perm = np.random.default_rng(seed).permutation(len(cat))
     n_valid = int(round(valid_pct * len(cat)))
     return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])

@@ -29,7 +29,7 @@ def test_console_script_exit_status(round_trip, tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert '| ssim fg |' in ok.stdout
     bad = subprocess.run([str(gzh), 'evaluate', str(tmp_path/'nope.pth'), '--data', str(src)], capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 1 and bad.stderr.strip().endswith('nope.pth: no such model file')
+    assert bad.returncode == 2 and bad.stderr.strip().endswith('nope.pth: no such model file') # 2: as argparse's usage errors
 
 
 @pytest.mark.parametrize('cmd', COMMANDS)
@@ -144,9 +144,13 @@ def test_denoise_writes_images(round_trip, mode):
 
 
 def error_of(args, capsys)->str:
+    "The one line `gzh ARGS` prints on stderr when it fails."
+    capsys.readouterr()
     with pytest.raises(SystemExit) as e: main(args)
     assert e.value.code not in (0, None)
-    return str(e.value.code)
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    return err
 
 
 def test_missing_model_file(round_trip, tmp_path, capsys):

@@ -71,3 +71,13 @@ def test_modules_fit_in_400_lines():
 def test_readme_quotes_the_source_kinds():
     from gzh.sources import SOURCE_KINDS
     assert SOURCE_KINDS in (ROOT / "README.md").read_text()
+
+
+def test_install_cell_brings_what_the_notebook_imports():
+    "case 31: a notebook that imports nbdev installs it in its first code cell, so it runs on a fresh Colab runtime."
+    for p in sorted((ROOT / "nbs").glob("[0-9]*.ipynb")):
+        cells = [c.source for c in nbformat.read(p, as_version=4).cells if c.cell_type == "code"]
+        install = next((s for s in cells if "%pip install" in s), "")
+        assert "gzh" in install, f"{p.name}: no install cell"
+        if any(re.search(r"^\s*(import|from) nbdev", s, re.M) for s in cells):
+            assert re.search(r"\bnbdev\b", install.split("%pip install", 1)[1]), f"{p.name} imports nbdev but its install cell does not install it"

@@ -190,7 +190,7 @@ def test_pair_top1():
 def test_save_load_round_trip(tmp_path):
     m = GalaxyUNet(**TINY).eval()
     save_model(m, tmp_path/'m.pth', size=SIZE)
-    m2 = load_model(tmp_path/'m.pth')
+    m2 = load_model(tmp_path/'m.pth', device='cpu') # the default is the GPU when there is one
     x = torch.rand(2, 3, SIZE, SIZE)
     assert m2.config == m.config and m2.meta == {'size': SIZE}
     assert torch.equal(m(x)[0], m2(x)[0])
