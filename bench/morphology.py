@@ -1,119 +1,110 @@
-"""Do gzh's embeddings capture morphology on real galaxies?
+"""How well do gzh's embeddings separate the morphological classes of a labelled catalogue?
 
-    python bench/morphology.py [--model PATH] [--crop C] [--epochs N] [--width W] [--bs B] [--probe-every K] [--out DIR]
+    python bench/morphology.py --data CATALOGUE --label COLUMN [--classes C ...] [--model MODEL] [--crop C] [--size S]
+                               [--epochs N] [--seed N] --out DIR
 
-With `--model` (a file written by `gzh.train.save_model`, e.g. RUN/model.pth) it measures that model, on images
-cropped as it was trained; without, it first trains one with `gzh.train.fit_galaxies` on the 1,400 train-split images
-of sdss-spirals at 64 px, keeping the central `--crop` of each image (default 0.5; labels unused), and saves it in DIR;
-with `--probe-every K` it prints the `spiral` probes every K epochs of that training (how far longer training goes:
-`--epochs 100 --probe-every 10` on a GPU). Then, from frozen embeddings:
-- sdss-spirals: kNN (k=10, cosine) and logistic-probe accuracy of `spiral` on the 600 valid-split galaxies, and
-  ARI/NMI of HDBSCAN and K-means clusters with `spiral`;
-- decals-rings (470, the seeded 80/20 split training would use): `ring` accuracy and R² (kNN, ridge) of its three
-  vote fractions.
-Every number is printed beside the same probe on raw-pixel PCA and on an untrained GalaxyUNet, measured in the same run
-on the same (cropped) images. The probes hold out the galaxies training holds out (`gzh.probes.probe_split`). The
-image sets are read from `gzh.testing.shared_data_dir()` (`$GZH_SHARED_DATA`, else ../shared/data); the results go to
-DIR/morphology.json, DIR being `--out` (default runs/morphology).
+CATALOGUE is any `gzh.data.load_cache` source with a class column COLUMN, e.g. the Galaxy Zoo 1 SDSS set:
+`--data ../shared/data/gz1-sdss/catalog.csv --label morphology --classes elliptical spiral edge_on --crop 0.35`.
+With `--model` (a file written by `gzh.train.save_model`) it measures that model, on images cut as it was trained
+(its `crop` and `size` unless `--crop`/`--size` are given); without, it first trains one with
+`gzh.train.fit_galaxies`' default recipe (`--epochs` overrides its epochs; labels unused) on every galaxy of the
+catalogue's training split and saves it as DIR/model.pth. Then it embeds every galaxy with the model, with an
+untrained GalaxyUNet of the same shape (seeded) and with raw-pixel PCA(64) (`gzh.probes.pixel_pca`), and runs
+`gzh.morphology.morphology_report` on the held-out split (`gzh.probes.probe_split`, the galaxies training held out),
+restricted to `--classes` (default: every known class): kNN and logistic accuracy, balanced accuracy and macro-F1,
+the few-shot curve (10/30/100 labels per class, 10 draws), HDBSCAN and best-K-means (k = 3..8) clusters against the
+label, and the R² of any `*_fraction` column. It writes DIR/morphology.json and DIR/confusion_<features>.png, and
+prints one table with the model's column beside pixel PCA and the untrained network.
 """
-import argparse, json, sys, time
+import argparse, json, time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt
 
-from gzh.cluster import agreement, kmeans_sweep, load_embeddings, reduce, run_hdbscan
+from gzh.cluster import load_embeddings
 from gzh.data import load_cache
 from gzh.embed import embed
-from gzh.probes import pixel_pca, probe, probe_split
-from gzh.testing import shared_data_dir
+from gzh.morphology import morphology_report, plot_confusion, report_table
+from gzh.probes import pixel_pca
 from gzh.unet import GalaxyUNet
-from fastai.callback.core import Callback
-
-VOTES = ['smooth-or-featured_featured-or-disk_fraction', 'disk-edge-on_no_fraction', 'has-spiral-arms_no_fraction']
 
 
-def features(models:dict, cache)->tuple:
-    "Frozen features per name (each model's embeddings and raw-pixel PCA) and the catalogue columns."
-    out = {}
-    for name, m in models.items(): X, meta = load_embeddings(embed(m, cache)); out[name] = X
-    out['pixel PCA'] = pixel_pca(np.asarray(cache.images), 64)
-    return out, meta
+def crop_value(s:str):
+    "`--crop`: a fraction of the side, or a named mode of the data layer (e.g. 'auto')."
+    try: return float(s)
+    except ValueError: return s
 
 
-class ProbeEvery(Callback):
-    "Print the kNN and logistic accuracy of `spiral` from the model's embeddings every `every` epochs of training."
-    order = 100
-    def __init__(self, cache, every:int): self.cache, self.every = cache, every
-    def after_epoch(self):
-        if (self.epoch + 1) % self.every: return
-        X, meta = load_embeddings(embed(self.model, self.cache))
-        r = probe(X, meta['spiral'], *probe_split(meta))
-        print(f"epoch {self.epoch + 1}: spiral kNN {r['knn_acc']:.3f}, logistic {r['linear_acc']:.3f}", flush=True)
+def get_model(a, out:Path):
+    "The model to measure, how it was obtained, and the image size and crop to embed with."
+    if a.model:
+        from gzh.train import load_model
+        model = load_model(a.model, device='cpu')
+        meta = getattr(model, 'meta', {}) or {}
+        size, crop = a.size or meta.get('size', 64), a.crop if a.crop is not None else meta.get('crop', 1.)
+        return model, f'loaded {a.model}', load_cache(a.data, size=size, crop=crop, progress=False)
+    from gzh.train import fit_galaxies
+    size, crop = a.size or 64, a.crop if a.crop is not None else 1.
+    cache = load_cache(a.data, size=size, crop=crop, progress=False)
+    kw = {} if a.epochs is None else dict(epochs=a.epochs)
+    t = time.perf_counter()
+    model = fit_galaxies(cache=cache, out=out, progress=False, seed=a.seed, **kw).model
+    return model.cpu().eval(), f'trained ({kw or "default epochs"}) in {time.perf_counter() - t:.0f} s -> {out/"model.pth"}', cache
 
 
-def clusters_vs(X:np.ndarray, y)->dict:
-    "ARI/NMI of HDBSCAN and K-means (k=2 and the silhouette-best k) clusters with label `y`."
-    Z = reduce(X)
-    sweep, parts = kmeans_sweep(Z, range(2, 11))
-    best = int(sweep['silhouette'].idxmax())
-    h = run_hdbscan(Z)
-    res = {'hdbscan': agreement(h['labels'], y), 'kmeans k=2': agreement(parts[2], y), f'kmeans k={best} (best)': agreement(parts[best], y)}
-    return {k: {m: round(v[m], 3) for m in ('ari', 'nmi', 'purity', 'noise_frac')} for k, v in res.items()}
+def features(model, cache, seed:int=0)->tuple:
+    "Frozen features per name (the model, an untrained GalaxyUNet of its shape, pixel PCA) and the catalogue columns."
+    torch.manual_seed(seed)
+    feats = {}
+    for name, m in (('gzh', model), ('untrained', GalaxyUNet(**model.config))):
+        X, meta = load_embeddings(embed(m, cache, device='cpu')); feats[name] = X
+    feats['pixel_pca'] = pixel_pca(np.asarray(cache.images), 64, seed=seed)
+    return feats, meta
+
+
+def save_confusions(rep:dict, out:Path)->list:
+    "One small figure per feature set: the kNN and logistic confusion matrices."
+    files = []
+    for name, r in rep['features'].items():
+        n = len(rep['classes'])
+        fig, axs = plt.subplots(1, 2, figsize=(2 * (1 + 0.8 * n), 0.8 + 0.8 * n))
+        for ax, p in zip(axs, ('knn', 'logistic')): plot_confusion(r[p], f"{name} {p}: bal. acc. {r[p]['balanced_accuracy']:.2f}", ax)
+        fig.tight_layout(); fig.savefig(out/f'confusion_{name}.png', dpi=72); plt.close(fig)
+        files.append(f'confusion_{name}.png')
+    return files
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--model', help='model file from gzh.train.save_model (default: train one)')
-    p.add_argument('--crop', type=float, help="central fraction of each image's side (default: the model's, else 0.5)")
-    p.add_argument('--epochs', type=int, default=12, help='epochs when training')
-    p.add_argument('--width', type=int, default=32, help='GalaxyUNet width when training')
-    p.add_argument('--bs', type=int, default=32, help='batch size when training')
-    p.add_argument('--probe-every', type=int, help='when training, print the spiral probes every K epochs')
-    p.add_argument('--out', default='runs/morphology', help='folder for morphology.json and, when training, the model')
+    p.add_argument('--data', required=True, help='a labelled catalogue (any gzh.data.load_cache source)')
+    p.add_argument('--label', required=True, help='the class column')
+    p.add_argument('--classes', nargs='+', help='the classes to measure (default: every known class)')
+    p.add_argument('--model', help='model file from gzh.train.save_model (default: train one into DIR/model.pth)')
+    p.add_argument('--crop', type=crop_value, help="central fraction of each image's side (default: the model's, else 1)")
+    p.add_argument('--size', type=int, help="image side in pixels (default: the model's, else 64)")
+    p.add_argument('--epochs', type=int, help="epochs when training (default: fit_galaxies')")
+    p.add_argument('--seed', type=int, default=0, help='seeds the untrained network, pixel PCA, few-shot draws and clusters')
+    p.add_argument('--out', required=True, help='folder for morphology.json, the confusion figures and, when training, model.pth')
     a = p.parse_args(argv)
-    shared = shared_data_dir()
-    if shared is None: sys.exit('bench/morphology.py needs the real image sets: set $GZH_SHARED_DATA or provide ../shared/data')
-    model = None
-    if a.model:
-        from gzh.train import load_model
-        model, how = load_model(a.model), f'loaded {a.model}'
-    crop = a.crop or (model.meta.get('crop', 1.) if model else 0.5)
-    sdss = load_cache(str(shared / 'sdss-spirals' / 'catalog.csv'), size=64, crop=crop, progress=False)
-    t = time.perf_counter()
-    if model is None:
-        from gzh.train import fit_galaxies
-        model = fit_galaxies(cache=sdss, epochs=a.epochs, bs=a.bs, model_kw=dict(width=a.width), out=a.out, progress=False,
-                             cbs=[ProbeEvery(sdss, a.probe_every)] if a.probe_every else None).model
-        how = f'trained {a.epochs} epochs (width {a.width}, bs {a.bs}) in {time.perf_counter() - t:.0f} s -> {a.out}/model.pth'
-    torch.manual_seed(0)
-    untrained = GalaxyUNet(**model.config)
-    models = {'gzh': model.cpu(), 'untrained': untrained}
-    print(f'model: {how}; config {model.config}; images: 64 px, central {crop:g} of each side')
-
-    feats, meta = features(models, sdss)
-    tr, va = probe_split(meta)
-    spiral = pd.DataFrame({k: probe(X, meta['spiral'], tr, va) for k, X in feats.items()}).T
-    print(f'\nsdss-spirals, spiral on the valid split ({len(va)} galaxies; train {len(tr)}):')
-    print(spiral[['knn_acc', 'linear_acc', 'chance']].round(3).to_string())
-    print(f"kNN accuracy ratio gzh / pixel PCA: {spiral.loc['gzh', 'knn_acc'] / spiral.loc['pixel PCA', 'knn_acc']:.2f} (target gzh >= 0.85)")
-    clus = {k: clusters_vs(X, meta['spiral']) for k, X in feats.items()}
-    print('\nclusters vs spiral (all 2000 galaxies):')
-    print(pd.DataFrame({(f, c): v for f, d in clus.items() for c, v in d.items()}).T.to_string())
-
-    rings = load_cache(str(shared / 'decals-rings' / 'catalog.csv'), size=64, crop=crop, progress=False)
-    rfeats, rmeta = features(models, rings)
-    rtr, rva = probe_split(rmeta)
-    rows = {(k, col): probe(X, rmeta[col], rtr, rva) for k, X in rfeats.items() for col in ['ring', *VOTES]}
-    ring = pd.DataFrame(rows).T
-    print(f'\ndecals-rings ({len(rva)} held-out of {len(rmeta)}):')
-    print(ring.drop(columns='n_valid').round(3).to_string())
-    res = dict(model=how, crop=crop, spiral=spiral.to_dict(), clusters=clus, rings={f'{k}|{c}': v for (k, c), v in rows.items()})
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    (out / 'morphology.json').write_text(json.dumps(res, indent=1, default=float))
-    print(f"\nresults: {out / 'morphology.json'}")
-    return res
+    model, how, cache = get_model(a, out)
+    print(f'model: {how}; config {model.config}; images: {cache.size} px, crop {cache.crop}; {len(cache.images)} galaxies')
+    feats, meta = features(model, cache, a.seed)
+    t = time.perf_counter()
+    rep = morphology_report(feats, meta, a.label, a.classes, seed=a.seed)
+    print(f"\n{a.label} on the valid split: {rep['n_valid']} galaxies {rep['valid_counts']} (train {rep['n_train']}); "
+          f"report in {time.perf_counter() - t:.0f} s")
+    table = report_table(rep)[['gzh', 'pixel_pca', 'untrained']]
+    with pd.option_context('display.width', 200, 'display.max_rows', 200): print(table.map(lambda v: f'{v:.3f}' if isinstance(v, float) else v).to_string())
+    rep.update(model=how, data=a.data, size=cache.size, crop=cache.crop, figures=save_confusions(rep, out))
+    (out/'morphology.json').write_text(json.dumps(rep, indent=1, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))
+    print(f"\nresults: {out/'morphology.json'}")
+    return rep
 
 
 if __name__ == '__main__': main()

@@ -8,7 +8,7 @@ Docs: https://gzh-astro.github.io/gzh/cli.html.md"""
 __all__ = ['COMMANDS', 'EXPECTED', 'GPU_TROUBLE', 'OS_HINTS', 'library', 'Option', 'options', 'add_option', 'Command', 'command',
            'call_args', 'parser', 'error_line', 'main', 'report_skipped', 'train', 'model_cache', 'metrics_table',
            'evaluate_model', 'denoised_names', 'denoise_files', 'embed_source', 'cluster_summary', 'cluster_embeddings',
-           'write_report', 'demo']
+           'classify_embeddings', 'write_report', 'demo']
 
 # %% ../nbs/11_cli.ipynb #16f8446a
 import argparse, errno, hashlib, inspect, json, sys, time, types, typing
@@ -321,6 +321,20 @@ def cluster_embeddings(embeddings:str, # parquet file or folder written by `gzh 
         cache = load_cache(source, **(cache_kw or {}))
     rep = cluster_report(embeddings, out_dir=out, cache=cache, **kwargs)
     return dict(rep, skipped_note='' if cache is None else report_skipped(cache, out))
+
+# %% ../nbs/11_cli.ipynb #9263fb29
+@command('classify', 'embeddings:EMBEDDINGS labels out', {'gzh.morphology.classify': 'k_folds seed'},
+         show=lambda r: (f"cross-validated balanced accuracy {r['cv_balanced_accuracy']:.3f} ({r['k_folds']} folds, "
+                         f"{r['n_labelled']} labelled galaxies, classes {', '.join(r['classes'])})\npredictions: {r['out']}"))
+def classify_embeddings(embeddings:str, # parquet file or folder written by `gzh embed`
+                        labels:str, # CSV of the labelled galaxies: columns `id` (or `id_str`) and `label`
+                        out:str, # folder for predictions.csv (every galaxy's class and probabilities)
+                        **kwargs, # `gzh.morphology.classify` arguments
+                       )->dict:
+    "Classify every galaxy from a few labelled ones: a probe on their embeddings, with the balanced accuracy to expect."
+    from gzh.morphology import classify
+    pred = classify(embeddings, labels, out=out, **kwargs)
+    return dict(pred.attrs, out=Path(out)/'predictions.csv')
 
 # %% ../nbs/11_cli.ipynb #fd72d98d
 def write_report(out:Path, # the demo's folder

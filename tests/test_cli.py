@@ -9,7 +9,7 @@ from PIL import Image
 from gzh.cli import main, parser
 from galaxies import write_galaxies
 
-COMMANDS = ['train', 'evaluate', 'denoise', 'demo', 'embed', 'cluster']
+COMMANDS = ['train', 'evaluate', 'denoise', 'demo', 'embed', 'cluster', 'classify']
 
 
 def test_console_script_help():
@@ -52,8 +52,9 @@ FLAGS = dict( # the flags users, scripts and these tests already use
     train='--data --size --crop --epochs --batch-size --lr --out --resume --every --width --depth --seed --channels-last --compile --no-progress',
     evaluate='--data --batch-size --seed --out', denoise='--out --mode',
     embed='--data --out --features --batch-size --device --overwrite',
-    cluster='--out --data --size --crop --labels --reduce --maps --seed', demo='--out --epochs --size --width')
-POSITIONALS = dict(train=[], evaluate=['MODEL'], denoise=['MODEL', 'IMAGE'], embed=['MODEL'], cluster=['EMBEDDINGS'], demo=[])
+    cluster='--out --data --size --crop --labels --reduce --maps --seed', demo='--out --epochs --size --width',
+    classify='--labels --out --k-folds --seed')
+POSITIONALS = dict(train=[], evaluate=['MODEL'], denoise=['MODEL', 'IMAGE'], embed=['MODEL'], cluster=['EMBEDDINGS'], demo=[], classify=['EMBEDDINGS'])
 
 
 @pytest.mark.parametrize('cmd', COMMANDS)
