@@ -204,10 +204,8 @@ def model_cache(model, # a model from `load_model`, with its `.meta`
 def metrics_table(res:dict, # metrics by name (`RECON_METRICS`, `top1`, `n_images`)
                  )->str:
     "A markdown table of reconstruction against noisy input, per metric and region."
-    from gzh.losses import RECON_METRICS
-    half = len(RECON_METRICS) // 2 # the reconstruction's metrics, then the noisy input's, in the same order
-    rows = [f"| {r.split('_', 1)[1].replace('_', ' ')} | {res[r]:.4f} | {res[n]:.4f} |"
-            for r, n in zip(RECON_METRICS[:half], RECON_METRICS[half:])]
+    from gzh.losses import NOISY_BASELINE
+    rows = [f"| {r.split('_', 1)[1].replace('_', ' ')} | {res[r]:.4f} | {res[n]:.4f} |" for r, n in NOISY_BASELINE.items()]
     return '\n'.join(['| metric (fg = galaxy, bg = background) | reconstruction | noisy input |', '|---|---|---|', *rows,
                       f"\ncontrastive top-1 (each view finds its pair): {res['top1']:.3f} on {res['n_images']} galaxies{res.get('skipped_note', '')}"])
 

@@ -33,7 +33,7 @@ from .data import load_cache, galaxy_dls
 from .checkpoint import atomic_save, load_checkpoint, Checkpoint, run_facts, check_resume, check_checkpoint, resume_start, check_run_folder
 from .noise_masks import ViewsCallback, make_views, pair_index
 from .unet import GalaxyUNet
-from .losses import GalaxyLoss, RECON_METRICS, recon_metrics
+from .losses import GalaxyLoss, NOISY_BASELINE, RECON_METRICS, recon_metrics
 
 # %% ../nbs/07_train.ipynb #56e3805c
 def autocast_dtype(device=None, # the device that computes; default: fastai's default device
@@ -143,11 +143,9 @@ class EpochTable(Callback):
 # %% ../nbs/07_train.ipynb #97b1e56b
 def galaxy_table()->EpochTable:
     "The epoch table of a galaxy run: losses, the reconstruction's masked SSIM and PSNR, top-1; the noisy input's once."
-    half = len(RECON_METRICS) // 2 # the reconstruction's metrics, then the noisy input's, in the same order
-    recon, noisy = RECON_METRICS[:half], RECON_METRICS[half:]
-    titles = {m: m.removeprefix('recon_').replace('_', ' ') for m in recon}
+    titles = {m: m.removeprefix('recon_').replace('_', ' ') for m in NOISY_BASELINE}
     return EpochTable(dict(epoch='epoch', train_loss='train', valid_loss='valid', **titles, top1='top1', time='time'),
-                      baseline=dict(zip(noisy, recon)))
+                      baseline={noisy: recon for recon, noisy in NOISY_BASELINE.items()})
 
 # %% ../nbs/07_train.ipynb #40eb0a69
 def galaxy_learner(dls, # from `gzh.data.galaxy_dls`: batches of uint8 images
