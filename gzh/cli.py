@@ -224,8 +224,8 @@ def evaluate_model(model_file:str, # a model file written by `gzh train`
     "Denoising metrics of a model on a source's validation images, against the noisy-input baseline."
     from gzh.data import galaxy_dls
     from gzh.sources import atomic_output
-    from gzh.train import load_model, galaxy_learner, evaluate
-    if bs is not None and bs < 2: raise ValueError(f"batch size must be at least 2 (each galaxy's negatives are the others in its batch), not {bs}")
+    from gzh.train import load_model, galaxy_learner, evaluate, check_bs
+    if bs is not None: check_bs(bs)
     model = load_model(model_file, device=device)
     bs = bs or model.meta.get('bs')
     cache = model_cache(model, source, **(cache_kw or {}))

@@ -7,8 +7,8 @@ Docs: https://gzh-astro.github.io/gzh/train.html.md"""
 # %% auto #0
 __all__ = ['autocast_dtype', 'precision_callback', 'check_device', 'pair_top1', 'ValidScores', 'Score', 'galaxy_metrics',
            'NaNGuard', 'EpochTable', 'galaxy_table', 'galaxy_learner', 'save_model', 'load_model', 'parallel_ctx',
-           'run_summary', 'check_fit_args', 'start_config', 'check_split', 'fit_cycle', 'fit_galaxies', 'evaluate',
-           'read_history', 'plot_history', 'show_denoising']
+           'run_summary', 'check_bs', 'check_fit_args', 'start_config', 'check_split', 'fit_cycle', 'fit_galaxies',
+           'evaluate', 'read_history', 'plot_history', 'show_denoising']
 
 # %% ../nbs/07_train.ipynb #62b30b53
 import contextlib, inspect, json, warnings
@@ -232,6 +232,13 @@ def run_summary(learn:Learner, # from `galaxy_learner`
         f'training  {epochs} epoch{"s" * (epochs != 1)}, batches of {dls.train.bs} galaxies (2 views each), one-cycle to lr {learn.lr:g}',
         "scores    valid SSIM/PSNR of the reconstruction on the galaxy (fg) and sky (bg); noisy: the input's"])
 
+# %% ../nbs/07_train.ipynb #184d9545
+def check_bs(bs:int, # galaxies per batch
+            ):
+    "Refuse (one line) a batch under 2 galaxies: each galaxy's negatives are the others in its batch."
+    if not isinstance(bs, (int, np.integer)) or bs < 2:
+        raise ValueError(f"bs (--batch-size) must be at least 2, not {bs!r}: each galaxy is contrasted with the others in its batch")
+
 # %% ../nbs/07_train.ipynb #eed43250
 def check_fit_args(epochs:int, # one-cycle epochs
                    bs:int, # batch size
@@ -240,8 +247,7 @@ def check_fit_args(epochs:int, # one-cycle epochs
                   ):
     "Refuse, in one line each, what no training can use: fewer than 1 epoch, a batch under 2 galaxies, a size the model cannot take."
     if not isinstance(epochs, (int, np.integer)) or epochs < 1: raise ValueError(f"epochs (--epochs) must be a whole number of at least 1, not {epochs!r}")
-    if not isinstance(bs, (int, np.integer)) or bs < 2:
-        raise ValueError(f"bs (--batch-size) must be at least 2, not {bs!r}: each galaxy is contrasted with the others in its batch")
+    check_bs(bs)
     check_size(size, depth)
 
 # %% ../nbs/07_train.ipynb #1516bfd0
