@@ -1,22 +1,25 @@
 """How well do gzh's embeddings separate the morphological classes of a labelled catalogue?
 
-    python bench/morphology.py --data CATALOGUE --label COLUMN [--classes C ...] [--model MODEL] [--crop C] [--size S]
-                               [--epochs N] [--seed N] --out DIR
+    python bench/morphology.py --data CATALOGUE [CATALOGUE ...] --label COLUMN [--classes C ...] [--model MODEL]
+                               [--crop C] [--size S] [--epochs N] [--features F] [--no-dihedral] [--reduce R]
+                               [--min-cluster-size N] [--seed N] --out DIR
 
 CATALOGUE is any `gzh.data.load_cache` source with a class column COLUMN, e.g. the Galaxy Zoo 1 SDSS set:
-`--data ../shared/data/gz1-sdss/catalog.csv --label morphology --classes elliptical spiral edge_on --crop 0.35`.
+`--data ../shared/data/gz1-sdss/catalog.csv --label morphology --classes elliptical spiral edge_on`. Several
+catalogues train on their union (`gzh.data.concat_sources`); the figures are measured on the galaxies with a label.
 With `--model` (a file written by `gzh.train.save_model`) it measures that model, on images cut as it was trained
 (its `crop` and `size` unless `--crop`/`--size` are given); without, it first trains one with
 `gzh.train.fit_galaxies`' default recipe (`--epochs` overrides its epochs; labels unused) on every galaxy of the
-catalogue's training split and saves it as DIR/model.pth. Then it embeds every galaxy with the model, with an
-untrained GalaxyUNet of the same shape (seeded) and with raw-pixel PCA(64) (`gzh.probes.pixel_pca`), and runs
+catalogue's training split and saves it as DIR/model.pth. Then it embeds every galaxy with the model (`--features`,
+averaged over the 8 rotations and flips unless `--no-dihedral`), with an untrained GalaxyUNet of the same shape
+(seeded, embedded alike) and with raw-pixel PCA(64) (`gzh.probes.pixel_pca`), and runs
 `gzh.morphology.morphology_report` on the held-out split (`gzh.probes.probe_split`, the galaxies training held out),
 restricted to `--classes` (default: every known class): kNN and logistic accuracy, balanced accuracy and macro-F1,
 the few-shot curve (10/30/100 labels per class, 10 draws), HDBSCAN and best-K-means (k = 3..8) clusters against the
-label, and the R² of any `*_fraction` column. It writes DIR/morphology.json and DIR/confusion_<features>.png, and
+label (after `--reduce` to 16 dimensions), and the R² of any `*_fraction` column. It writes DIR/morphology.json and DIR/confusion_<features>.png, and
 prints one table with the model's column beside pixel PCA and the untrained network.
 """
-import argparse, json, time
+import argparse, inspect, json, time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,7 @@ import matplotlib.pyplot as plt
 
 from gzh.cluster import load_embeddings
 from gzh.data import load_cache
-from gzh.embed import embed
+from gzh.embed import FEATURES, embed
 from gzh.morphology import morphology_report, plot_confusion, report_table
 from gzh.probes import pixel_pca
 from gzh.unet import GalaxyUNet
@@ -49,7 +52,8 @@ def get_model(a, out:Path):
         size, crop = a.size or meta.get('size', 64), a.crop if a.crop is not None else meta.get('crop', 1.)
         return model, f'loaded {a.model}', load_cache(a.data, size=size, crop=crop, progress=False)
     from gzh.train import fit_galaxies
-    size, crop = a.size or 64, a.crop if a.crop is not None else 1.
+    recipe = {k: v.default for k, v in inspect.signature(fit_galaxies).parameters.items()}
+    size, crop = a.size or recipe['size'], a.crop if a.crop is not None else recipe['crop']
     cache = load_cache(a.data, size=size, crop=crop, progress=False)
     kw = {} if a.epochs is None else dict(epochs=a.epochs)
     t = time.perf_counter()
@@ -57,12 +61,12 @@ def get_model(a, out:Path):
     return model.cpu().eval(), f'trained ({kw or "default epochs"}) in {time.perf_counter() - t:.0f} s -> {out/"model.pth"}', cache
 
 
-def features(model, cache, seed:int=0)->tuple:
+def features(model, cache, seed:int=0, **embed_kw)->tuple:
     "Frozen features per name (the model, an untrained GalaxyUNet of its shape, pixel PCA) and the catalogue columns."
     torch.manual_seed(seed)
     feats = {}
     for name, m in (('gzh', model), ('untrained', GalaxyUNet(**model.config))):
-        X, meta = load_embeddings(embed(m, cache, device='cpu')); feats[name] = X
+        X, meta = load_embeddings(embed(m, cache, device='cpu', **embed_kw)); feats[name] = X
     feats['pixel_pca'] = pixel_pca(np.asarray(cache.images), 64, seed=seed)
     return feats, meta
 
@@ -81,27 +85,35 @@ def save_confusions(rep:dict, out:Path)->list:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--data', required=True, help='a labelled catalogue (any gzh.data.load_cache source)')
+    p.add_argument('--data', required=True, nargs='+', help='a labelled catalogue (any gzh.data.load_cache source), or several to train on their union')
     p.add_argument('--label', required=True, help='the class column')
     p.add_argument('--classes', nargs='+', help='the classes to measure (default: every known class)')
     p.add_argument('--model', help='model file from gzh.train.save_model (default: train one into DIR/model.pth)')
-    p.add_argument('--crop', type=crop_value, help="central fraction of each image's side (default: the model's, else 1)")
-    p.add_argument('--size', type=int, help="image side in pixels (default: the model's, else 64)")
+    p.add_argument('--crop', type=crop_value, help="central fraction of each image's side, or 'auto' (default: the model's, else fit_galaxies')")
+    p.add_argument('--size', type=int, help="image side in pixels (default: the model's, else fit_galaxies')")
     p.add_argument('--epochs', type=int, help="epochs when training (default: fit_galaxies')")
+    p.add_argument('--features', default='embedding', choices=FEATURES, help='what gzh.embed.embed returns (default: embedding)')
+    p.add_argument('--no-dihedral', dest='dihedral', action='store_false', help='embed each galaxy once, not averaged over its 8 rotations and flips')
+    p.add_argument('--reduce', default='pca', choices=('pca', 'umap'), help='reduction to 16 dimensions before clustering (default: pca)')
+    p.add_argument('--min-cluster-size', type=int, help="HDBSCAN's minimum cluster size (default: gzh.cluster.run_hdbscan's)")
     p.add_argument('--seed', type=int, default=0, help='seeds the untrained network, pixel PCA, few-shot draws and clusters')
     p.add_argument('--out', required=True, help='folder for morphology.json, the confusion figures and, when training, model.pth')
     a = p.parse_args(argv)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     model, how, cache = get_model(a, out)
     print(f'model: {how}; config {model.config}; images: {cache.size} px, crop {cache.crop}; {len(cache.images)} galaxies')
-    feats, meta = features(model, cache, a.seed)
     t = time.perf_counter()
-    rep = morphology_report(feats, meta, a.label, a.classes, seed=a.seed)
+    feats, meta = features(model, cache, a.seed, features=a.features, dihedral=a.dihedral)
+    print(f'embedded ({a.features}{", dihedral" if a.dihedral else ""}) in {time.perf_counter() - t:.0f} s')
+    t = time.perf_counter()
+    rep = morphology_report(feats, meta, a.label, a.classes, seed=a.seed,
+                            cluster_kw=dict(reduce_method=a.reduce, min_cluster_size=a.min_cluster_size))
     print(f"\n{a.label} on the valid split: {rep['n_valid']} galaxies {rep['valid_counts']} (train {rep['n_train']}); "
           f"report in {time.perf_counter() - t:.0f} s")
     table = report_table(rep)[['gzh', 'pixel_pca', 'untrained']]
     with pd.option_context('display.width', 200, 'display.max_rows', 200): print(table.map(lambda v: f'{v:.3f}' if isinstance(v, float) else v).to_string())
-    rep.update(model=how, data=a.data, size=cache.size, crop=cache.crop, figures=save_confusions(rep, out))
+    rep.update(model=how, data=a.data, size=cache.size, crop=cache.crop, features_used=a.features, dihedral=a.dihedral,
+               reduce=a.reduce, figures=save_confusions(rep, out))
     (out/'morphology.json').write_text(json.dumps(rep, indent=1, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))
     print(f"\nresults: {out/'morphology.json'}")
     return rep

@@ -11,7 +11,7 @@ __all__ = ['COMMANDS', 'EXPECTED', 'GPU_TROUBLE', 'OS_HINTS', 'library', 'Option
            'classify_embeddings', 'write_report', 'demo']
 
 # %% ../nbs/11_cli.ipynb #16f8446a
-import argparse, errno, hashlib, inspect, json, sys, time, types, typing
+import argparse, errno, functools, hashlib, inspect, json, sys, time, types, typing
 from importlib import import_module
 from pathlib import Path
 from typing import NamedTuple
@@ -40,6 +40,14 @@ def options(func, # a function, or 'module.function' (imported when the parser i
     return [Option(func, *(n.split(':') if ':' in n else (n, n)), into) for n in names.split()]
 
 # %% ../nbs/11_cli.ipynb #4c9247e2
+def _number_or_word(kind):
+    "An argparse type for `float|str`-like parameters: a number when the text is one, else the text ('auto')."
+    def value(s):
+        try: return kind(s)
+        except ValueError: return s
+    value.__name__ = kind.__name__
+    return value
+
 def _value_type(anno, default)->tuple:
     "The argparse `type` of a parameter and whether it takes a list; 'none' reads as None where None is allowed, and in lists."
     union = typing.get_args(anno) if typing.get_origin(anno) in (typing.Union, types.UnionType) else ()
@@ -48,6 +56,7 @@ def _value_type(anno, default)->tuple:
     if anno is empty: anno = str if default is None or default is empty else type(default)
     many = (typing.get_origin(anno) or anno) in (list, tuple)
     kind = anno if anno in (int, float, bool) else str
+    if kind in (int, float) and str in union: kind = _number_or_word(kind)
     if not (many or default is None or type(None) in union): return kind, many
     def value(s): return None if s == 'none' else kind(s)
     value.__name__ = kind.__name__ # argparse names the type in its error messages
@@ -261,12 +270,12 @@ def denoise_files(model_file:str, # a model file written by `gzh train`
     import numpy as np, torch
     from PIL import Image
     from gzh.sources import read_image, atomic_output
-    from gzh.data import centre_crop, decode_side
+    from gzh.data import crop_read
     from gzh.train import load_model
     from gzh.inference import denoise
     model, out = load_model(model_file, device=device), Path(out)
     size, crop = model.meta['size'], model.meta.get('crop', 1.)
-    imgs = torch.from_numpy(np.stack([centre_crop(read_image(f, decode_side(size, crop)), size).image for f in images]))
+    imgs = torch.from_numpy(np.stack([crop_read(functools.partial(read_image, f), size, crop).image for f in images]))
     dests = [out/n for n in denoised_names(images)]
     for dest, c in zip(dests, denoise(model, imgs, **kwargs)):
         with atomic_output(dest) as tmp:

@@ -223,16 +223,19 @@ def cluster_grid(images:np.ndarray, # uint8 images (N, 3, S, S)
                  max_clusters:int=12, # largest clusters shown
                  seed:int=0, # random state of the draw
                  title:str='', # figure title
+                 ids=None, # galaxy id per image, written under each (None: no ids)
+                 majority:dict|None=None, # cluster (as text) → its majority class, named in the row's title (`agreement`)
                 )->plt.Figure:
-    "A row of randomly drawn members per cluster (largest first; noise last), each row titled with its cluster and size."
+    "A row of randomly drawn members per cluster (largest first; noise last), titled with cluster, size and majority class, each galaxy with its id."
     c = pd.Series(np.asarray(clusters)); rng = np.random.default_rng(seed)
     order = [k for k in c[c >= 0].value_counts().index[:max_clusters]] + ([-1] if (c < 0).any() else [])
     idxs, titles = [], []
     for k in order:
         members = np.flatnonzero(c.values == k)
         pick = list(rng.choice(members, min(n, len(members)), replace=False)) + [None] * (n - min(n, len(members)))
-        idxs += pick; titles += [f"{'noise' if k < 0 else f'cluster {k}'} ({len(members)})" if j == 0 else ''
-                                 for j in range(n)]
+        head = f"{'noise' if k < 0 else f'cluster {k}'} ({len(members)}){f': {majority[str(k)]}' if majority and str(k) in majority else ''}"
+        idxs += pick; titles += ['\n'.join(filter(None, (head if j == 0 else '', '' if ids is None or i is None else str(ids[i]))))
+                                 for j, i in enumerate(pick)]
     return show_images(images, idxs, titles, ncols=n, title=title)
 
 # %% ../nbs/10_cluster.ipynb #48bddf20
@@ -312,7 +315,10 @@ def report_figures(X:np.ndarray, # embeddings (N, D)
     if 'colour' in meta: colourings['colour (R-B)/(R+B)'] = meta['colour'].values
     for m in maps: figs[f'map_{m}.png'] = plot_maps(map_2d(X, m, seed), colourings, m.upper())
     if images is None: return figs
-    for k, p in partitions.items(): figs[f'grid_{k}.png'] = cluster_grid(images, p, seed=seed, title=f'{k} clusters')
+    label = next((meta[c] for c in cols if is_categorical(meta[c])), None)  # the first class label names each cluster's majority
+    for k, p in partitions.items():
+        figs[f'grid_{k}.png'] = cluster_grid(images, p, seed=seed, title=f'{k} clusters', ids=meta.get('id'),
+                                             majority=None if label is None else agreement(p, label)['majority'])
     figs['neighbours.png'] = plot_neighbours(images, X, query)
     figs['anomalies.png'] = plot_anomalies(images, outlier_scores)
     return figs

@@ -6,10 +6,11 @@ Docs: https://gzh-astro.github.io/gzh/data.html.md"""
 
 # %% ../nbs/03_data.ipynb #53b67092
 from __future__ import annotations
-import hashlib, json, os, shutil, socket, time, uuid, warnings
+import functools, hashlib, json, numbers, os, shutil, socket, time, uuid, warnings
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch
+from scipy import ndimage
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.torch_core import default_device
@@ -22,17 +23,21 @@ from .synthetic import demo_source
 from .galaxy_zoo import gzh_source
 
 # %% auto #0
-__all__ = ['CACHE_VERSION', 'galaxy_source', 'default_cache_dir', 'cache_path', 'decode_side', 'centre_crop',
+__all__ = ['CACHE_VERSION', 'AUTO_R50', 'MEASURE_SIDE', 'galaxy_source', 'concat_sources', 'default_cache_dir', 'cache_path',
+           'decode_side', 'centre_crop', 'half_light_radius', 'auto_crop', 'check_crop', 'crop_read',
            'clean_stale_builds', 'build_cache', 'GalaxyCache', 'check_ids', 'load_cache', 'write_skipped',
            'MemmapImages', 'GalaxyDL', 'galaxy_dls', 'show_galaxies']
 
 # %% ../nbs/03_data.ipynb #c5b0546b
-def galaxy_source(source, # a name as `SOURCE_KINDS` describes, or a `Source`
+def galaxy_source(source, # a name as `SOURCE_KINDS` describes, a list of them, or a `Source`
                   on_error:str='raise', # bad catalogue rows: 'raise' or 'skip'
                   image_root=None, # catalogues: the folder their images may live in (see `catalog_source`)
                  ) -> Source:
-    "Turn what the user names into a `Source`."
+    "Turn what the user names into a `Source`; a list of names into one (`concat_sources`)."
     if isinstance(source, Source): return source
+    if isinstance(source, (list, tuple)):
+        srcs = [galaxy_source(s, on_error, image_root) for s in source]
+        return srcs[0] if len(srcs) == 1 else concat_sources(srcs)
     s = str(source)
     if s == 'demo' or s.startswith('demo:'):
         try: args = [int(a) for a in s.split(':')[1:3]]
@@ -46,6 +51,25 @@ def galaxy_source(source, # a name as `SOURCE_KINDS` describes, or a `Source`
     if _is_fits(p): return fits_source(p)
     raise GalaxyDataError(p, f'unsupported source type {p.suffix!r}')
 
+# %% ../nbs/03_data.ipynb #f7e1a253
+def concat_sources(sources:list, # `Source`s, in order
+                  ) -> Source:
+    "One source of several, one after another, each with its own train/valid `split` and a `source` column."
+    cats = []
+    for s in sources:
+        train, valid = split_idxs(s.catalog)
+        split = np.full(len(s.catalog), 'train', object); split[valid] = 'valid'
+        cats.append(s.catalog.assign(split=split, source=s.name))
+    starts = np.cumsum([0] + [len(c) for c in cats])
+    def read(i, size):
+        k = int(np.searchsorted(starts, i, side='right')) - 1
+        return sources[k].read(i - starts[k], size)
+    def close():
+        for s in sources: s.close()
+    return Source('+'.join(s.name for s in sources), pd.concat(cats, ignore_index=True), read,
+                  hashlib.sha1('|'.join(s.fingerprint for s in sources).encode()).hexdigest()[:16],
+                  all(s.has_truth for s in sources), [k for s in sources for k in s.skipped], close)
+
 # %% ../nbs/03_data.ipynb #1db098b7
 def default_cache_dir() -> Path:
     "`$GZH_CACHE`, else `~/.cache/gzh`."
@@ -54,12 +78,13 @@ def default_cache_dir() -> Path:
 # %% ../nbs/03_data.ipynb #0f14f102
 CACHE_VERSION = 1 # the format of a cache folder; a new version builds new caches
 
-def cache_path(src:Source, size:int, cache_dir=None, crop:float=1.) -> Path:
+def cache_path(src:Source, size:int, cache_dir=None, crop:float|str=1.) -> Path:
     "The cache folder for a source at a size and crop: readable name + hash of (format version, source, size, file fingerprint, crop)."
-    zoom = [] if crop == 1 else [crop]  # whole-image caches keep their names
+    zoom = [] if crop == 1 else [crop, AUTO_R50] if crop == 'auto' else [crop]  # whole-image caches keep their names
     key = hashlib.sha1(json.dumps([CACHE_VERSION, src.name, size, src.fingerprint, *zoom]).encode()).hexdigest()[:12]
     slug = ''.join(c if c.isalnum() or c in '._' else '-' for c in src.name.rstrip('/').split('/')[-1])[:40]
-    return Path(cache_dir or default_cache_dir()).expanduser()/f'{slug}-{size}px{"".join(f"-crop{z:g}" for z in zoom)}-{key}'
+    tag = '' if crop == 1 else f'-crop{crop if crop == "auto" else format(crop, "g")}'
+    return Path(cache_dir or default_cache_dir()).expanduser()/f'{slug}-{size}px{tag}-{key}'
 
 # %% ../nbs/03_data.ipynb #c4473f32
 def decode_side(size:int, # side wanted after cropping
@@ -75,6 +100,54 @@ def centre_crop(d:Decoded, size:int) -> Decoded:
     o = (d.image.shape[-1] - size) // 2
     cut = lambda a: None if a is None else np.ascontiguousarray(a[:, o:o + size, o:o + size])
     return d._replace(image=cut(d.image), truth=cut(d.truth))
+
+# %% ../nbs/03_data.ipynb #639f6648
+def half_light_radius(image:np.ndarray, # uint8 or float (C, S, S), the galaxy at the centre
+                      nsig:float=3., # detection threshold above the sky, in units of the sky's noise
+                     ) -> float: # a fraction of the half side; nan when nothing is detected at the centre
+    "Radius holding half the light of the object under the centre: sky and noise from the border, then the smoothed image's segment."
+    lum = np.asarray(image, np.float32).mean(0)
+    c = lum.shape[0] // 2
+    border = np.concatenate([lum[:4].ravel(), lum[-4:].ravel(), lum[4:-4, :4].ravel(), lum[4:-4, -4:].ravel()])
+    sky = np.median(border)
+    noise = 1.4826 * np.median(np.abs(border - sky)) + 0.5  # half a grey level: 8-bit skies often have a MAD of 0
+    light = ndimage.gaussian_filter(lum - sky, 1.)
+    segments, _ = ndimage.label(light > nsig * noise)
+    under = segments[c - 2:c + 3, c - 2:c + 3]
+    if not under.any(): return np.nan
+    y, x = np.nonzero(segments == np.bincount(under[under > 0]).argmax())
+    r = np.hypot(y + .5 - c, x + .5 - c)
+    order = np.argsort(r)
+    flux = np.cumsum(light[y, x][order].clip(0))
+    return float(r[order][np.searchsorted(flux, flux[-1] / 2)] / c)
+
+# %% ../nbs/03_data.ipynb #bb660d8f
+AUTO_R50 = 0.35 # crop='auto' frames a galaxy so that its half-light radius is this fraction of the half side
+MEASURE_SIDE = 128 # the side at which crop='auto' measures each galaxy
+
+def auto_crop(image:np.ndarray, # uint8 (C, S, S), e.g. decoded at `MEASURE_SIDE`
+              lo:float=0.15, # the tightest crop (0.15 of a 424 px cutout is 64 px)
+             ) -> float:
+    "The `crop` fraction that makes the central galaxy's half-light radius `AUTO_R50` of the half side; 1 when none is found."
+    r = half_light_radius(image)
+    return float(np.clip(r / AUTO_R50, lo, 1)) if np.isfinite(r) else 1.
+
+# %% ../nbs/03_data.ipynb #947e29b0
+def check_crop(crop) -> float|str:
+    "`crop` when it is a fraction of the side in (0, 1] or 'auto'; else a one-line `ValueError`."
+    if crop == 'auto' or (isinstance(crop, numbers.Real) and not isinstance(crop, bool) and 0 < crop <= 1): return crop
+    raise ValueError(f"crop must be a fraction of the image side in (0, 1] or 'auto', not {crop!r}")
+
+# %% ../nbs/03_data.ipynb #1daa77d2
+def crop_read(read, # side -> `Decoded`: one image decoded at a square side
+              size:int, # side wanted
+              crop:float|str=1., # fraction of the side kept around the centre, or 'auto' (`auto_crop`)
+             ) -> Decoded:
+    "One galaxy at `size` px: the central `crop` of its image; with 'auto', `info['crop']` holds the fraction chosen."
+    if crop != 'auto': return centre_crop(read(decode_side(size, crop)), size)
+    f = auto_crop(read(MEASURE_SIDE).image)
+    d = centre_crop(read(decode_side(size, f)), size)
+    return d._replace(info={**d.info, 'crop': f})
 
 # %% ../nbs/03_data.ipynb #990fb520
 def _owner_gone(tmp:Path, max_age:float=86400.) -> bool:
@@ -96,13 +169,13 @@ def clean_stale_builds(cache_dir:Path) -> list[Path]:
     return gone
 
 # %% ../nbs/03_data.ipynb #da458ec0
-def _decode_all(src:Source, size:int, tmp:Path, on_error:str, progress:bool, crop:float) -> tuple[list, list, list]:
+def _decode_all(src:Source, size:int, tmp:Path, on_error:str, progress:bool, crop:float|str) -> tuple[list, list, list]:
     "Decode every row of `src` into memmaps in `tmp`, good rows packed first; return kept rows, their info, skipped."
     n = len(src.catalog)
     maps = [np.memmap(tmp/f, np.uint8, 'w+', shape=(n, 3, size, size)) for f in ('images.u8', 'truth.u8')[:1 + src.has_truth]]
     keep, infos, skipped = [], [], list(src.skipped)
     for i in (progress_bar(range(n), leave=False) if progress else range(n)):
-        try: d = centre_crop(src.read(i, decode_side(size, crop)), size)
+        try: d = crop_read(functools.partial(src.read, i), size, crop)
         except Exception as e:
             err = e if isinstance(e, GalaxyDataError) else GalaxyDataError(src.item_name(i), f'unexpected {type(e).__name__}: {e}')
             if on_error == 'raise': raise GalaxyDataError(err.file, f"{err.problem}; on_error='skip' (--on-error skip) leaves such files out") from None
@@ -121,7 +194,7 @@ def build_cache(src:Source, # what to decode
                 dest:Path, # the cache folder to create
                 on_error:str='raise', # 'raise' at the first bad file, or 'skip' it and report it in `skipped`
                 progress:bool=True, # show a progress bar
-                crop:float=1., # keep this central fraction of each image's side (see `decode_side`)
+                crop:float|str=1., # keep this central fraction of each image's side, or 'auto' (see `crop_read`)
                ) -> Path:
     "Decode `src` once into `dest`: written under a temporary name and renamed only when complete."
     n = len(src.catalog)
@@ -136,7 +209,8 @@ def build_cache(src:Source, # what to decode
         if not keep: raise GalaxyDataError(src.name, f'empty source: none of its {n} images could be read '
                                                      f'(first: {skipped[0][0]}: {skipped[0][1]})')
         if up := sum('upscaled' in i.get('note', '') for i in infos):
-            warnings.warn(f"{up} of {len(keep)} images were smaller than {decode_side(size, crop)} px and were upscaled "
+            need = 'the side their crop needed' if crop == 'auto' else f'{decode_side(size, crop)} px'
+            warnings.warn(f"{up} of {len(keep)} images were smaller than {need} and were upscaled "
                           "(their 'note' in the cache's catalogue says from what size)", stacklevel=2)
         (tmp/'owner').unlink()
         for f in tmp.glob('*.u8'): os.truncate(f, len(keep) * 3 * size * size)
@@ -179,9 +253,9 @@ def check_ids(src:Source):
     raise GalaxyDataError(src.name, f'{len(dups)} galaxy ids appear more than once ({said}); give each galaxy one row')
 
 # %% ../nbs/03_data.ipynb #e0fc449d
-def load_cache(source='demo', # a name as `SOURCE_KINDS` describes, or a `Source`
+def load_cache(source='demo', # a name as `SOURCE_KINDS` describes, a list of them (`concat_sources`), or a `Source`
                size:int=64, # image side in pixels
-               crop:float=1., # fraction of each image's side kept around its centre before resizing (1: whole image)
+               crop:float|str=1., # fraction of each image's side kept around its centre (1: whole image), or 'auto' to frame each galaxy by its size (`auto_crop`)
                cache_dir=None, # default `$GZH_CACHE` or ~/.cache/gzh
                on_error:str='raise', # bad input: 'raise' a GalaxyDataError, or 'skip' it and list it in `cache.skipped`
                image_root:str|None=None, # catalogues: the folder their images live in; absolute 'filename's must lie in it ('file_loc' paths need no root)
@@ -190,7 +264,7 @@ def load_cache(source='demo', # a name as `SOURCE_KINDS` describes, or a `Source
     "Decode a source once into an on-disk uint8 cache (reused while source, size and crop are unchanged) and open it."
     if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     check_size(size, depth=0)  # the model's depth is not known here: fit_galaxies checks the multiple
-    decode_side(size, crop)  # checks `crop` before any work
+    check_crop(crop)
     src = galaxy_source(source, on_error, image_root)
     check_ids(src)
     dest = cache_path(src, size, cache_dir, crop)

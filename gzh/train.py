@@ -6,12 +6,13 @@ Docs: https://gzh-astro.github.io/gzh/train.html.md"""
 
 # %% auto #0
 __all__ = ['autocast_dtype', 'precision_callback', 'check_device', 'pair_top1', 'ValidScores', 'Score', 'galaxy_metrics',
-           'NaNGuard', 'EpochTable', 'galaxy_table', 'galaxy_learner', 'save_model', 'load_model', 'parallel_ctx',
-           'run_summary', 'check_bs', 'check_fit_args', 'start_config', 'check_split', 'fit_cycle', 'fit_galaxies',
-           'evaluate', 'read_history', 'plot_history', 'show_denoising']
+           'NaNGuard', 'EpochTable', 'galaxy_table', 'galaxy_learner', 'save_model', 'pretrained_models', 'load_model',
+           'parallel_ctx', 'run_summary', 'check_bs', 'check_fit_args', 'start_config', 'check_split', 'fit_cycle',
+           'fit_galaxies', 'evaluate', 'read_history', 'plot_history', 'show_denoising']
 
 # %% ../nbs/07_train.ipynb #62b30b53
 import contextlib, inspect, json, warnings
+from importlib.resources import files
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.nn.functional as F, torch.distributed as dist
@@ -187,13 +188,19 @@ def save_model(model:nn.Module, # a `GalaxyUNet`
     atomic_save(dict(format='gzh-model', config=json.dumps(model.config), meta=json.dumps(meta),
                      state_dict={k: v.cpu() for k, v in model.state_dict().items()}), path)
 
+# %% ../nbs/07_train.ipynb #5e0f4f4d
+def pretrained_models()->dict:
+    "The models that ship with gzh, by name: name → file."
+    shipped = files('gzh')/'models'
+    return {p.name[:-4]: Path(str(p)) for p in shipped.iterdir() if p.name.endswith('.pth')} if shipped.is_dir() else {}
+
 # %% ../nbs/07_train.ipynb #1c3eb9fa
-def load_model(path:str|Path, # a file written by `save_model`
+def load_model(path:str|Path, # a file written by `save_model`, or the name of a shipped model (`pretrained_models`)
                device=None, # where to put the model (`check_device`); default: the GPU when there is one, else the CPU
               )->GalaxyUNet:
     "Rebuild a `GalaxyUNet` from `save_model`'s file (`weights_only` loading: no code in the file runs), in eval mode, with `.meta`."
-    path, device = Path(path), check_device(device)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such model file")
+    path, device = pretrained_models().get(str(path), Path(path)), check_device(device)
+    if not path.is_file(): raise FileNotFoundError(f"{path}: no such model file (the models that ship with gzh: {', '.join(pretrained_models())})")
     try: d = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e: raise ValueError(f"{path} is not a gzh model file: it cannot be read ({type(e).__name__})") from e
     if not (isinstance(d, dict) and d.get('format') == 'gzh-model'):
@@ -293,7 +300,7 @@ def fit_cycle(learn:Learner, # from `galaxy_learner`
 # %% ../nbs/07_train.ipynb #3508558f
 def fit_galaxies(source:str='demo', # a `gzh.data.load_cache` source
                  size:int=64, # image side
-                 crop:float=1., # central fraction of each image's side to keep (`load_cache`)
+                 crop:float|str=1., # central fraction of each image's side to keep, or 'auto' (`load_cache`)
                  epochs:int=5, # one-cycle epochs; with `resume`, more than a finished run's extend it by a new cycle
                  bs:int=64, # batch size (the model sees 2×bs views)
                  lr:float=3e-3, # maximum learning rate

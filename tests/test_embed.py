@@ -43,7 +43,7 @@ def test_colour_index_tells_red_from_blue():
 
 def test_bad_features_are_refused_before_anything_is_written(tmp_path):
     meta = pd.DataFrame(dict(id=['a', 'b']))
-    with pytest.raises(ValueError, match="'embedding' or 'projection'"):
+    with pytest.raises(ValueError, match="one of 'embedding', 'multiscale', 'projection'"):
         embed(GalaxyUNet(width=4, depth=2), SimpleNamespace(images=np.zeros((2, 3, 8, 8), np.uint8), catalog=meta), 'bottleneck',
               out=tmp_path / 'emb')
     assert not (tmp_path / 'emb').exists()
