@@ -1,7 +1,7 @@
 """How well do gzh's embeddings separate the morphological classes of a labelled catalogue?
 
     python bench/morphology.py --data CATALOGUE [CATALOGUE ...] --label COLUMN [--classes C ...] [--model MODEL]
-                               [--crop C] [--size S] [--epochs N] [--features F] [--no-dihedral] [--reduce R]
+                               [--crop C] [--size S] [--epochs N] [--features F] [--no-dihedral] [--reduce R] [--dims N]
                                [--min-cluster-size N] [--seed N] --out DIR
 
 CATALOGUE is any `gzh.data.load_cache` source with a class column COLUMN, e.g. the Galaxy Zoo 1 SDSS set:
@@ -16,7 +16,7 @@ averaged over the 8 rotations and flips unless `--no-dihedral`), with an untrain
 `gzh.morphology.morphology_report` on the held-out split (`gzh.probes.probe_split`, the galaxies training held out),
 restricted to `--classes` (default: every known class): kNN and logistic accuracy, balanced accuracy and macro-F1,
 the few-shot curve (10/30/100 labels per class, 10 draws), HDBSCAN and best-K-means (k = 3..8) clusters against the
-label (after `--reduce` to 16 dimensions), and the R² of any `*_fraction` column. It writes DIR/morphology.json and DIR/confusion_<features>.png, and
+label (after `--reduce` to `--dims` dimensions: UMAP to 2 by default, the reduction that puts most galaxies in a cluster), and the R² of any `*_fraction` column. It writes DIR/morphology.json and DIR/confusion_<features>.png, and
 prints one table with the model's column beside pixel PCA and the untrained network.
 """
 import argparse, inspect, json, time
@@ -94,7 +94,8 @@ def main(argv=None):
     p.add_argument('--epochs', type=int, help="epochs when training (default: fit_galaxies')")
     p.add_argument('--features', default='embedding', choices=FEATURES, help='what gzh.embed.embed returns (default: embedding)')
     p.add_argument('--no-dihedral', dest='dihedral', action='store_false', help='embed each galaxy once, not averaged over its 8 rotations and flips')
-    p.add_argument('--reduce', default='pca', choices=('pca', 'umap'), help='reduction to 16 dimensions before clustering (default: pca)')
+    p.add_argument('--reduce', default='umap', choices=('pca', 'umap'), help='reduction before clustering (default: umap)')
+    p.add_argument('--dims', type=int, default=2, help='dimensions the reduction keeps (default: 2)')
     p.add_argument('--min-cluster-size', type=int, help="HDBSCAN's minimum cluster size (default: gzh.cluster.run_hdbscan's)")
     p.add_argument('--seed', type=int, default=0, help='seeds the untrained network, pixel PCA, few-shot draws and clusters')
     p.add_argument('--out', required=True, help='folder for morphology.json, the confusion figures and, when training, model.pth')
@@ -107,13 +108,13 @@ def main(argv=None):
     print(f'embedded ({a.features}{", dihedral" if a.dihedral else ""}) in {time.perf_counter() - t:.0f} s')
     t = time.perf_counter()
     rep = morphology_report(feats, meta, a.label, a.classes, seed=a.seed,
-                            cluster_kw=dict(reduce_method=a.reduce, min_cluster_size=a.min_cluster_size))
+                            cluster_kw=dict(reduce_method=a.reduce, n_components=a.dims, min_cluster_size=a.min_cluster_size))
     print(f"\n{a.label} on the valid split: {rep['n_valid']} galaxies {rep['valid_counts']} (train {rep['n_train']}); "
           f"report in {time.perf_counter() - t:.0f} s")
     table = report_table(rep)[['gzh', 'pixel_pca', 'untrained']]
     with pd.option_context('display.width', 200, 'display.max_rows', 200): print(table.map(lambda v: f'{v:.3f}' if isinstance(v, float) else v).to_string())
     rep.update(model=how, data=a.data, size=cache.size, crop=cache.crop, features_used=a.features, dihedral=a.dihedral,
-               reduce=a.reduce, figures=save_confusions(rep, out))
+               reduce=a.reduce, dims=a.dims, figures=save_confusions(rep, out))
     (out/'morphology.json').write_text(json.dumps(rep, indent=1, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))
     print(f"\nresults: {out/'morphology.json'}")
     return rep

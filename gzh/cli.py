@@ -51,7 +51,7 @@ def _number_or_word(kind):
 def _value_type(anno, default)->tuple:
     "The argparse `type` of a parameter and whether it takes a list; 'none' reads as None where None is allowed, and in lists."
     union = typing.get_args(anno) if typing.get_origin(anno) in (typing.Union, types.UnionType) else ()
-    if union: anno = next(a for a in union if a is not type(None))
+    if union: anno = list if list in union else next(a for a in union if a is not type(None))
     empty = inspect.Parameter.empty
     if anno is empty: anno = str if default is None or default is empty else type(default)
     many = (typing.get_origin(anno) or anno) in (list, tuple)
@@ -77,7 +77,7 @@ def add_option(p:argparse.ArgumentParser, # a sub-command's parser
     flag = opt.name.replace('_', '-')
     if kind is bool and default: return p.add_argument(f'--no-{flag}', dest=opt.param, action='store_false', help=f'turn off {help}')
     if kind is bool: return p.add_argument(f'--{flag}', dest=opt.param, action='store_true', help=help)
-    if not required and default is not None: help += f" (default: {' '.join(map(str, default)) if many else default})"
+    if not required and default is not None: help += f" (default: {' '.join(map(str, default)) if many and not isinstance(default, str) else default})"
     p.add_argument(f'--{flag}', dest=opt.param, metavar=opt.param.upper(), type=kind, nargs='*' if many else None, help=help,
                    required=required, default=None if required else default)
 
@@ -284,7 +284,7 @@ def denoise_files(model_file:str, # a model file written by `gzh train`
 
 # %% ../nbs/11_cli.ipynb #cc049106
 @command('embed', 'model_file:MODEL source:data out',
-         {'gzh.data.load_cache': ('on_error image_root', 'cache_kw'), 'gzh.embed.embed': 'features bs:batch_size overwrite device'},
+         {'gzh.data.load_cache': ('on_error image_root', 'cache_kw'), 'gzh.embed.embed': 'features bs:batch_size overwrite device dihedral'},
          show=lambda r: f"embeddings: {r['out']}{r['skipped_note']}")
 def embed_source(model_file:str, # a model file written by `gzh train`
                  source:str, # the images (a SOURCE)

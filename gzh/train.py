@@ -298,7 +298,7 @@ def fit_cycle(learn:Learner, # from `galaxy_learner`
     learn.fit(epochs, cbs=ParamScheduler({k: combine_scheds([done, 1 - done], [c, c]) for k, c in cycle.items()}))
 
 # %% ../nbs/07_train.ipynb #3508558f
-def fit_galaxies(source:str='demo', # a `gzh.data.load_cache` source
+def fit_galaxies(source:str|list='demo', # a `gzh.data.load_cache` source, or a list of them to train on their union
                  size:int=64, # image side
                  crop:float|str=1., # central fraction of each image's side to keep, or 'auto' (`load_cache`)
                  epochs:int=5, # one-cycle epochs; with `resume`, more than a finished run's extend it by a new cycle
