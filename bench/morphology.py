@@ -1,23 +1,25 @@
 """How well do gzh's embeddings separate the morphological classes of a labelled catalogue?
 
     python bench/morphology.py --data CATALOGUE [CATALOGUE ...] --label COLUMN [--classes C ...] [--model MODEL]
-                               [--crop C] [--size S] [--epochs N] [--features F] [--no-dihedral] [--reduce R] [--dims N]
+                               [--crop C] [--size S] [--epochs N] [--width W]
+                               [--contrastive-weight W] [--temperature T] [--features F] [--no-dihedral] [--reduce R] [--dims N]
                                [--min-cluster-size N] [--seed N] --out DIR
 
 CATALOGUE is any `gzh.data.load_cache` source with a class column COLUMN, e.g. the Galaxy Zoo 1 SDSS set:
 `--data ../shared/data/gz1-sdss/catalog.csv --label morphology --classes elliptical spiral edge_on`. Several
 catalogues train on their union (`gzh.data.concat_sources`); the figures are measured on the galaxies with a label.
 With `--model` (a file written by `gzh.train.save_model`) it measures that model, on images cut as it was trained
-(its `crop` and `size` unless `--crop`/`--size` are given); without, it first trains one with
-`gzh.train.fit_galaxies`' default recipe (`--epochs` overrides its epochs; labels unused) on every galaxy of the
+(its `crop` and `size` unless `--crop`/`--size` are given); without, it first trains one (`--crop` 0.35 unless given) with
+`gzh.train.fit_galaxies`' default recipe (`--epochs`, `--width` and the loss options override it; labels unused) on every galaxy of the
 catalogue's training split and saves it as DIR/model.pth. Then it embeds every galaxy with the model (`--features`,
 averaged over the 8 rotations and flips unless `--no-dihedral`), with an untrained GalaxyUNet of the same shape
 (seeded, embedded alike) and with raw-pixel PCA(64) (`gzh.probes.pixel_pca`), and runs
 `gzh.morphology.morphology_report` on the held-out split (`gzh.probes.probe_split`, the galaxies training held out),
 restricted to `--classes` (default: every known class): kNN and logistic accuracy, balanced accuracy and macro-F1,
 the few-shot curve (10/30/100 labels per class, 10 draws), HDBSCAN and best-K-means (k = 3..8) clusters against the
-label (after `--reduce` to `--dims` dimensions: UMAP to 2 by default, the reduction that puts most galaxies in a cluster), and the R² of any `*_fraction` column. It writes DIR/morphology.json and DIR/confusion_<features>.png, and
-prints one table with the model's column beside pixel PCA and the untrained network.
+label (after `--reduce` to `--dims` dimensions: by default UMAP to 2, the reduction that puts most galaxies in a
+cluster), and the R² of any `*_fraction` column. It writes DIR/morphology.json and DIR/confusion_<features>.png,
+and prints one table with the model's column beside pixel PCA and the untrained network.
 """
 import argparse, inspect, json, time
 from pathlib import Path
@@ -34,7 +36,11 @@ from gzh.data import load_cache
 from gzh.embed import FEATURES, embed
 from gzh.morphology import morphology_report, plot_confusion, report_table
 from gzh.probes import pixel_pca
+from gzh.losses import GalaxyLoss
 from gzh.unet import GalaxyUNet
+
+
+TRAIN_CROP = 0.35 # the crop that trained best on survey cutouts whose galaxy fills their middle (0.35 beat 'auto' and 1)
 
 
 def crop_value(s:str):
@@ -53,12 +59,15 @@ def get_model(a, out:Path):
         return model, f'loaded {a.model}', load_cache(a.data, size=size, crop=crop, progress=False)
     from gzh.train import fit_galaxies
     recipe = {k: v.default for k, v in inspect.signature(fit_galaxies).parameters.items()}
-    size, crop = a.size or recipe['size'], a.crop if a.crop is not None else recipe['crop']
+    size, crop = a.size or recipe['size'], a.crop if a.crop is not None else TRAIN_CROP
     cache = load_cache(a.data, size=size, crop=crop, progress=False)
-    kw = {} if a.epochs is None else dict(epochs=a.epochs)
+    kw = {k: v for k, v in dict(epochs=a.epochs, model_kw=a.width and dict(width=a.width)).items() if v is not None}
+    loss = {k: v for k, v in dict(contrastive_weight=a.contrastive_weight, temperature=a.temperature).items() if v is not None}
+    if loss: kw['loss_func'] = GalaxyLoss(**loss)
     t = time.perf_counter()
     model = fit_galaxies(cache=cache, out=out, progress=False, seed=a.seed, **kw).model
-    return model.cpu().eval(), f'trained ({kw or "default epochs"}) in {time.perf_counter() - t:.0f} s -> {out/"model.pth"}', cache
+    said = {**{k: v for k, v in kw.items() if k != 'loss_func'}, **loss} or 'the default recipe'
+    return model.cpu().eval(), f'trained ({said}) in {time.perf_counter() - t:.0f} s -> {out/"model.pth"}', cache
 
 
 def features(model, cache, seed:int=0, **embed_kw)->tuple:
@@ -89,9 +98,12 @@ def main(argv=None):
     p.add_argument('--label', required=True, help='the class column')
     p.add_argument('--classes', nargs='+', help='the classes to measure (default: every known class)')
     p.add_argument('--model', help='model file from gzh.train.save_model (default: train one into DIR/model.pth)')
-    p.add_argument('--crop', type=crop_value, help="central fraction of each image's side, or 'auto' (default: the model's, else fit_galaxies')")
+    p.add_argument('--crop', type=crop_value, help="central fraction of each image's side, or 'auto' (default: the model's, else 0.35)")
     p.add_argument('--size', type=int, help="image side in pixels (default: the model's, else fit_galaxies')")
     p.add_argument('--epochs', type=int, help="epochs when training (default: fit_galaxies')")
+    p.add_argument('--width', type=int, help="U-Net width when training (default: GalaxyUNet's)")
+    p.add_argument('--contrastive-weight', type=float, help="NT-Xent's weight when training (default: GalaxyLoss')")
+    p.add_argument('--temperature', type=float, help="NT-Xent's temperature when training (default: GalaxyLoss')")
     p.add_argument('--features', default='embedding', choices=FEATURES, help='what gzh.embed.embed returns (default: embedding)')
     p.add_argument('--no-dihedral', dest='dihedral', action='store_false', help='embed each galaxy once, not averaged over its 8 rotations and flips')
     p.add_argument('--reduce', default='umap', choices=('pca', 'umap'), help='reduction before clustering (default: umap)')

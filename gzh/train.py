@@ -301,7 +301,7 @@ def fit_cycle(learn:Learner, # from `galaxy_learner`
 def fit_galaxies(source:str|list='demo', # a `gzh.data.load_cache` source, or a list of them to train on their union
                  size:int=64, # image side
                  crop:float|str=1., # central fraction of each image's side to keep, or 'auto' (`load_cache`)
-                 epochs:int=5, # one-cycle epochs; with `resume`, more than a finished run's extend it by a new cycle
+                 epochs:int=10, # one-cycle epochs; with `resume`, more than a finished run's extend it by a new cycle
                  bs:int=64, # batch size (the model sees 2×bs views)
                  lr:float=3e-3, # maximum learning rate
                  out:str|Path='gzh-run', # run folder: checkpoint.pth, history.csv, model.pth

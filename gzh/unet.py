@@ -38,7 +38,7 @@ class UpBlock(nn.Module):
 class GalaxyUNet(nn.Module):
     "U-Net autoencoder; `forward` returns (reconstruction in [0,1], projection), `encode` (embedding, projection)."
     def __init__(self, in_ch:int=3, # image channels
-                 width:int=32, # channels of the first level; doubled at each level down
+                 width:int=16, # channels of the first level; doubled at each level down
                  depth:int=3, # number of 2× down-samplings; inputs must be divisible by 2**depth
                  norm:str='batch', # 'batch', 'instance' or 'none'
                  proj_dim:int=128, # size of the projection-head output (the NT-Xent space)

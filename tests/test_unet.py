@@ -27,8 +27,8 @@ def test_shapes_and_range(norm, size):
 
 def test_default_config_and_rebuild():
     m = GalaxyUNet()
-    assert m.config == dict(in_ch=3, width=32, depth=3, norm='batch', proj_dim=128)
-    assert m.emb_dim == 256
+    assert m.config == dict(in_ch=3, width=16, depth=3, norm='batch', proj_dim=128)
+    assert m.emb_dim == 128
     m2 = GalaxyUNet(**json.loads(json.dumps(m.config)))
     m2.load_state_dict(m.state_dict())  # same architecture: every key and shape matches
 
