@@ -40,13 +40,14 @@ def options(func, # a function, or 'module.function' (imported when the parser i
     return [Option(func, *(n.split(':') if ':' in n else (n, n)), into) for n in names.split()]
 
 # %% ../nbs/11_cli.ipynb #4c9247e2
+def _named_as(f, kind): return functools.update_wrapper(f, kind, assigned=('__name__',), updated=()) # argparse names the type in its errors
+
 def _number_or_word(kind):
     "An argparse type for `float|str`-like parameters: a number when the text is one, else the text ('auto')."
     def value(s):
         try: return kind(s)
         except ValueError: return s
-    value.__name__ = kind.__name__
-    return value
+    return _named_as(value, kind)
 
 def _value_type(anno, default)->tuple:
     "The argparse `type` of a parameter and whether it takes a list; 'none' reads as None where None is allowed, and in lists."
@@ -58,9 +59,7 @@ def _value_type(anno, default)->tuple:
     kind = anno if anno in (int, float, bool) else str
     if kind in (int, float) and str in union: kind = _number_or_word(kind)
     if not (many or default is None or type(None) in union): return kind, many
-    def value(s): return None if s == 'none' else kind(s)
-    value.__name__ = kind.__name__ # argparse names the type in its error messages
-    return value, many
+    return _named_as(lambda s: None if s == 'none' else kind(s), kind), many
 
 def add_option(p:argparse.ArgumentParser, # a sub-command's parser
                opt:Option,
@@ -286,7 +285,7 @@ def denoise_files(model_file:str, # a model file written by `gzh train`
 @command('embed', 'model_file:MODEL source:data out',
          {'gzh.data.load_cache': ('on_error image_root', 'cache_kw'), 'gzh.embed.embed': 'features bs:batch_size overwrite device dihedral'},
          show=lambda r: f"embeddings: {r['out']}{r['skipped_note']}")
-def embed_source(model_file:str, # a model file written by `gzh train`
+def embed_source(model_file:str, # a model file written by `gzh train`, or a shipped model's name (`gz1-sdss64`)
                  source:str, # the images (a SOURCE)
                  out:str, # folder for the parquet shards (and skipped.csv)
                  device=None, # where to run the model (`embed`)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from gzh.cli import main, parser
+from gzh.train import pretrained_models
 from galaxies import write_galaxies
 
 SIZE = ['--size', '16']
@@ -88,7 +89,7 @@ def test_one_error_path_console_script(tmp_path):
     gzh = Path(sys.executable).parent/'gzh'
     if not gzh.exists(): pytest.skip('the gzh console script is not installed in this environment')
     out = subprocess.run([str(gzh), 'evaluate', str(tmp_path/'nope.pth'), '--data', 'demo:16'], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 2 and out.stderr == f"gzh evaluate: error: {tmp_path/'nope.pth'}: no such model file\n", out.stderr
+    assert out.returncode == 2 and out.stderr == f"gzh evaluate: error: {tmp_path/'nope.pth'}: no such model file (the models that ship with gzh: {', '.join(pretrained_models())})\n", out.stderr
     dbg = subprocess.run([str(gzh), '--debug', 'evaluate', str(tmp_path/'nope.pth'), '--data', 'demo:16'], capture_output=True, text=True, timeout=300)
     assert dbg.returncode != 0 and 'Traceback' in dbg.stderr and 'FileNotFoundError' in dbg.stderr
 
