@@ -43,10 +43,9 @@ def pooled_features(model:nn.Module, # a `GalaxyUNet`
                     features:str='embedding', # one of `FEATURES`
                    )->Tensor:
     "The pooled bottleneck ('embedding'), every encoder level pooled side by side ('multiscale'), or the head's output ('projection')."
-    fs = model.features(x)
-    if features == 'multiscale': return torch.cat([f.mean((2, 3)) for f in fs], 1)
-    emb = fs[-1].mean((2, 3))
-    return emb if features == 'embedding' else model.head(emb)
+    if features == 'multiscale': return torch.cat([f.mean((2, 3)) for f in model.features(x)], 1)
+    emb, proj = model.encode(x)
+    return emb if features == 'embedding' else proj
 
 # %% ../nbs/09_embed.ipynb #0d1ac1c2
 def dihedral_views(x:Tensor, # images (B, C, H, W)
