@@ -199,7 +199,8 @@ def load_model(path:str|Path, # a file written by `save_model`, or the name of a
                device=None, # where to put the model (`check_device`); default: the GPU when there is one, else the CPU
               )->GalaxyUNet:
     "Rebuild a `GalaxyUNet` from `save_model`'s file (`weights_only` loading: no code in the file runs), in eval mode, with `.meta`."
-    path, device = pretrained_models().get(str(path), Path(path)), check_device(device)
+    path, device = Path(path), check_device(device)
+    if not path.is_file(): path = pretrained_models().get(str(path), path)  # a file of that name comes first
     if not path.is_file(): raise FileNotFoundError(f"{path}: no such model file (the models that ship with gzh: {', '.join(pretrained_models())})")
     try: d = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e: raise ValueError(f"{path} is not a gzh model file: it cannot be read ({type(e).__name__})") from e
