@@ -58,8 +58,8 @@ def get_model(a, out:Path):
         size, crop = a.size or meta.get('size', 64), a.crop if a.crop is not None else meta.get('crop', 1.)
         return model, f'loaded {a.model}', load_cache(a.data, size=size, crop=crop, progress=False)
     from gzh.train import fit_galaxies
-    recipe = {k: v.default for k, v in inspect.signature(fit_galaxies).parameters.items()}
-    size, crop = a.size or recipe['size'], a.crop if a.crop is not None else TRAIN_CROP
+    size = a.size or inspect.signature(fit_galaxies).parameters['size'].default
+    crop = a.crop if a.crop is not None else TRAIN_CROP
     cache = load_cache(a.data, size=size, crop=crop, progress=False)
     kw = {k: v for k, v in dict(epochs=a.epochs, model_kw=a.width and dict(width=a.width)).items() if v is not None}
     loss = {k: v for k, v in dict(contrastive_weight=a.contrastive_weight, temperature=a.temperature).items() if v is not None}

@@ -304,6 +304,7 @@ def report_figures(X:np.ndarray, # embeddings (N, D)
                    maps=('umap', 'tsne'), # 2-d maps to draw
                    query:int=0, # row whose neighbours are shown
                    seed:int=0, # random state
+                   majority:dict|None=None, # partition name → its clusters' majority classes (`agreement`), named in the grids
                   )->dict:
     "The report's figures by file name: K-means sweep, 2-d maps, cluster grids, neighbours, anomalies."
     figs = {}
@@ -315,10 +316,8 @@ def report_figures(X:np.ndarray, # embeddings (N, D)
     if 'colour' in meta: colourings['colour (R-B)/(R+B)'] = meta['colour'].values
     for m in maps: figs[f'map_{m}.png'] = plot_maps(map_2d(X, m, seed), colourings, m.upper())
     if images is None: return figs
-    label = next((meta[c] for c in cols if is_categorical(meta[c])), None)  # the first class label names each cluster's majority
     for k, p in partitions.items():
-        figs[f'grid_{k}.png'] = cluster_grid(images, p, seed=seed, title=f'{k} clusters', ids=meta.get('id'),
-                                             majority=None if label is None else agreement(p, label)['majority'])
+        figs[f'grid_{k}.png'] = cluster_grid(images, p, seed=seed, title=f'{k} clusters', ids=meta.get('id'), majority=(majority or {}).get(k))
     figs['neighbours.png'] = plot_neighbours(images, X, query)
     figs['anomalies.png'] = plot_anomalies(images, outlier_scores)
     return figs
@@ -374,7 +373,9 @@ def cluster_report(embeddings, # DataFrame from `embed`, or the parquet file/fol
                                      probe_split(meta, sub), seed)
     if colour is not None: rep['colour'] = colour
     cols = [c for c in cols if 'skipped' not in rep['meaning'][c]]
-    figs = report_figures(X[sub], ms, cols, psub, sweep, hdb['outlier_scores'][sub], imgs, maps, query, seed)
+    named = next((rep['meaning'][c] for c in cols if rep['meaning'][c]['kind'] == 'class'), None)  # the first class label
+    figs = report_figures(X[sub], ms, cols, psub, sweep, hdb['outlier_scores'][sub], imgs, maps, query, seed,
+                          majority=named and {k: named[k]['majority'] for k in psub})
     rep['figures'] = list(figs) if out_dir is not None else []
     if out_dir is not None:
         side = np.full(len(X), '', dtype=object)

@@ -24,7 +24,7 @@ from .galaxy_zoo import gzh_source
 
 # %% auto #0
 __all__ = ['CACHE_VERSION', 'AUTO_R50', 'MEASURE_SIDE', 'galaxy_source', 'concat_sources', 'default_cache_dir', 'cache_path',
-           'decode_side', 'centre_crop', 'half_light_radius', 'auto_crop', 'check_crop', 'crop_read',
+           'check_crop', 'decode_side', 'centre_crop', 'half_light_radius', 'auto_crop', 'crop_read',
            'clean_stale_builds', 'build_cache', 'GalaxyCache', 'check_ids', 'load_cache', 'write_skipped',
            'MemmapImages', 'GalaxyDL', 'galaxy_dls', 'show_galaxies']
 
@@ -86,13 +86,18 @@ def cache_path(src:Source, size:int, cache_dir=None, crop:float|str=1.) -> Path:
     tag = '' if crop == 1 else f'-crop{crop if crop == "auto" else format(crop, "g")}'
     return Path(cache_dir or default_cache_dir()).expanduser()/f'{slug}-{size}px{tag}-{key}'
 
+# %% ../nbs/03_data.ipynb #947e29b0
+def check_crop(crop) -> float|str:
+    "`crop` when it is a fraction of the side in (0, 1] or 'auto'; else a one-line `ValueError`."
+    if crop == 'auto' or (isinstance(crop, numbers.Real) and not isinstance(crop, bool) and 0 < crop <= 1): return crop
+    raise ValueError(f"crop must be a fraction of the image side in (0, 1] or 'auto', not {crop!r}")
+
 # %% ../nbs/03_data.ipynb #c4473f32
 def decode_side(size:int, # side wanted after cropping
                 crop:float=1., # fraction of the image side kept around the centre, in (0, 1]
                ) -> int:
     "The side to decode an image at so that its central `crop` fraction is `size` pixels."
-    if not 0 < crop <= 1: raise ValueError(f'crop must be a fraction of the image side in (0, 1], not {crop}')
-    return round(size / crop)
+    return round(size / check_crop(crop))
 
 # %% ../nbs/03_data.ipynb #7ff5c85e
 def centre_crop(d:Decoded, size:int) -> Decoded:
@@ -131,12 +136,6 @@ def auto_crop(image:np.ndarray, # uint8 (C, S, S), e.g. decoded at `MEASURE_SIDE
     "The `crop` fraction that makes the central galaxy's half-light radius `AUTO_R50` of the half side; 1 when none is found."
     r = half_light_radius(image)
     return float(np.clip(r / AUTO_R50, lo, 1)) if np.isfinite(r) else 1.
-
-# %% ../nbs/03_data.ipynb #947e29b0
-def check_crop(crop) -> float|str:
-    "`crop` when it is a fraction of the side in (0, 1] or 'auto'; else a one-line `ValueError`."
-    if crop == 'auto' or (isinstance(crop, numbers.Real) and not isinstance(crop, bool) and 0 < crop <= 1): return crop
-    raise ValueError(f"crop must be a fraction of the image side in (0, 1] or 'auto', not {crop!r}")
 
 # %% ../nbs/03_data.ipynb #1daa77d2
 def crop_read(read, # side -> `Decoded`: one image decoded at a square side
