@@ -7,11 +7,11 @@ Docs: https://gzh-astro.github.io/gzh/cli.html.md"""
 # %% auto #0
 __all__ = ['COMMANDS', 'EXPECTED', 'GPU_TROUBLE', 'OS_HINTS', 'library', 'Option', 'options', 'add_option', 'Command', 'command',
            'call_args', 'parser', 'error_line', 'main', 'report_skipped', 'train', 'model_cache', 'metrics_table',
-           'evaluate_model', 'denoised_names', 'denoise_files', 'embed_source', 'cluster_summary', 'cluster_embeddings',
+           'evaluate_model', 'denoise_files', 'embed_source', 'cluster_summary', 'cluster_embeddings',
            'classify_embeddings', 'write_report', 'demo']
 
 # %% ../nbs/11_cli.ipynb #16f8446a
-import argparse, errno, functools, hashlib, inspect, json, sys, time, types, typing
+import argparse, errno, functools, inspect, json, sys, time, types, typing
 from importlib import import_module
 from pathlib import Path
 from typing import NamedTuple
@@ -186,7 +186,7 @@ def _save(fig, path):
 @command('train', uses={'gzh.train.fit_galaxies': 'source:data size crop epochs bs:batch_size lr out resume overwrite init device seed progress',
                         'gzh.data.load_cache': ('on_error image_root', 'cache_kw'),
                         'gzh.unet.GalaxyUNet': ('width depth', 'model_kw'),
-                        'gzh.train.galaxy_learner': 'every channels_last compile'},
+                        'gzh.train.galaxy_learner': 'objective every channels_last compile'},
          show=lambda learn: f"model: {Path(learn.path)/'model.pth'}{learn.skipped_note}",
          about="Writes OUT/model.pth, OUT/history.csv, OUT/training_curves.png, OUT/checkpoint.pth (and OUT/skipped.csv). Several GPUs: "
                "`accelerate launch -m gzh.cli train ...`; several CPU processes: `torchrun --nproc_per_node N -m gzh.cli train ...`.")
@@ -211,11 +211,13 @@ def model_cache(model, # a model from `load_model`, with its `.meta`
 # %% ../nbs/11_cli.ipynb #b538d59a
 def metrics_table(res:dict, # metrics by name (`RECON_METRICS`, `top1`, `n_images`)
                  )->str:
-    "A markdown table of reconstruction against noisy input, per metric and region."
+    "A markdown table of the model's output and input on its validation views, against their targets (observed images), then the scores against the truth where there is one."
     from gzh.losses import NOISY_BASELINE
+    from gzh.inference import truth_markdown
     rows = [f"| {r.split('_', 1)[1].replace('_', ' ')} | {res[r]:.4f} | {res[n]:.4f} |" for r, n in NOISY_BASELINE.items()]
-    return '\n'.join(['| metric (fg = galaxy, bg = background) | reconstruction | noisy input |', '|---|---|---|', *rows,
-                      f"\ncontrastive top-1 (each view finds its pair): {res['top1']:.3f} on {res['n_images']} galaxies{res.get('skipped_note', '')}"])
+    truth = f"\n\nDenoised observed images against the noiseless truth:\n{truth_markdown(res['truth'])}" if 'truth' in res else ''
+    return '\n'.join(['| validation views: metric (fg = galaxy, bg = background) | model output | model input |', '|---|---|---|', *rows,
+                      f"\ncontrastive top-1 (each view finds its pair): {res['top1']:.3f} on {res['n_images']} galaxies{res.get('skipped_note', '')}{truth}"])
 
 # %% ../nbs/11_cli.ipynb #731c007a
 @command('evaluate', 'model_file:MODEL source:data out bs:batch_size',
@@ -229,10 +231,11 @@ def evaluate_model(model_file:str, # a model file written by `gzh train`
                    cache_kw:dict|None=None, # more `load_cache` arguments
                    **kwargs, # `galaxy_dls` arguments
                   )->dict:
-    "Denoising metrics of a model on a source's validation images, against the noisy-input baseline."
+    "Denoising metrics of a model on a source's validation images: removal of added noise, and against the truth where the source has it."
     from gzh.data import galaxy_dls
     from gzh.sources import atomic_output
     from gzh.train import load_model, galaxy_learner, evaluate, check_bs
+    from gzh.inference import valid_truth, truth_scores
     if bs is not None: check_bs(bs)
     model = load_model(model_file, device=device)
     bs = bs or model.meta.get('bs')
@@ -242,22 +245,13 @@ def evaluate_model(model_file:str, # a model file written by `gzh train`
                                                "(a larger source, or more rows with split 'valid' in its catalogue)")
     res = dict(model=str(model_file), source=str(source), n_images=len(dls.valid_ds), batch_size=dls.valid.bs, n_skipped=len(cache.skipped),
                **evaluate(galaxy_learner(dls, model, checkpoint=None, log=None, progress=False)))
+    if (vt := valid_truth(cache)) is not None: res['truth'] = truth_scores(model, *vt).to_dict('index')
     if out:
         with atomic_output(out) as tmp: Path(tmp).write_text(json.dumps(res, indent=2))
     return dict(res, skipped_note=report_skipped(cache, Path(out).parent if out else None))
 
-# %% ../nbs/11_cli.ipynb #f147e0a2
-def denoised_names(images:list, # the input image files
-                  )->list:
-    "Output file name of each input: `<stem>_denoised.png`, with a short hash of its full path where stems collide (`a/x.jpg`, `b/x.png`)."
-    stems = [Path(f).stem for f in images]
-    seen = {}
-    for st in stems: seen[st.casefold()] = seen.get(st.casefold(), 0) + 1 # case-blind: some file systems are
-    tag = lambda f: hashlib.sha1(str(Path(f).resolve()).encode()).hexdigest()[:8]
-    return [f'{st}-{tag(f)}_denoised.png' if seen[st.casefold()] > 1 else f'{st}_denoised.png' for f, st in zip(images, stems)]
-
 # %% ../nbs/11_cli.ipynb #2b2fdcf7
-@command('denoise', 'model_file:MODEL images:IMAGE out', {'gzh.train.load_model': 'device', 'gzh.inference.denoise': 'mode'},
+@command('denoise', 'model_file:MODEL images:IMAGE out', {'gzh.train.load_model': 'device', 'gzh.inference.denoise': 'mode dihedral'},
          show=lambda files: '\n'.join(map(str, files)))
 def denoise_files(model_file:str, # a model file written by `gzh train`
                   images:list, # image files (JPEG, PNG, FITS, ...)
@@ -271,7 +265,7 @@ def denoise_files(model_file:str, # a model file written by `gzh train`
     from gzh.sources import read_image, atomic_output
     from gzh.data import crop_read
     from gzh.train import load_model
-    from gzh.inference import denoise
+    from gzh.inference import denoise, denoised_names
     model, out = load_model(model_file, device=device), Path(out)
     size, crop = model.meta['size'], model.meta.get('crop', 1.)
     imgs = torch.from_numpy(np.stack([crop_read(functools.partial(read_image, f), size, crop).image for f in images]))
@@ -361,18 +355,20 @@ def write_report(out:Path, # the demo's folder
     with atomic_output(out/'report.md') as tmp: tmp.write_text('\n'.join(md))
 
 # %% ../nbs/11_cli.ipynb #164f96a0
-@command('demo', 'out epochs size width overwrite', show=lambda rep: '\n'.join([metrics_table(rep['metrics']), cluster_summary(rep['clusters']),
+@command('demo', 'out epochs size width objective overwrite', show=lambda rep: '\n'.join([metrics_table(rep['metrics']), cluster_summary(rep['clusters']),
                                                                       f"report: {Path(rep['out'])/'report.md'}"]))
 def demo(out:str='demo-out', # output folder
          epochs:int=6, # one-cycle epochs
          size:int=64, # image side in pixels
          width:int=16, # U-Net channels at full resolution
+         objective:str='reconstruct', # what the U-Net learns (`gzh.train.OBJECTIVES`)
          overwrite:bool=False, # replace the run already in OUT/run (once the new one is complete)
         )->dict:
     "The whole job on the embedded demo galaxies: train, evaluate, draw, embed, cluster, and write a report."
     import torch
     from gzh.data import load_cache, show_galaxies
     from gzh.train import fit_galaxies, evaluate, show_denoising, plot_history, read_history
+    from gzh.inference import valid_truth, truth_scores
     from gzh.embed import embed
     from gzh.cluster import cluster_report
     out, secs, t, bars = Path(out), {}, time.time(), sys.stdout.isatty() # bars only on a terminal, not in logs
@@ -380,17 +376,17 @@ def demo(out:str='demo-out', # output folder
     cache = load_cache('demo', size=size, progress=bars)
     _save(show_galaxies(cache), out/'data_sample.png')
     secs['data'], t = round(time.time() - t, 1), time.time()
-    learn = fit_galaxies('demo', size=size, epochs=epochs, bs=32, out=out/'run', cache=cache,
+    learn = fit_galaxies('demo', size=size, epochs=epochs, bs=32, out=out/'run', cache=cache, objective=objective,
                          model_kw=dict(width=width), overwrite=overwrite, progress=bars)
     secs['train'], t = round(time.time() - t, 1), time.time()
-    metrics = dict(n_images=len(learn.dls.valid_ds), **evaluate(learn))
+    metrics = dict(n_images=len(learn.dls.valid_ds), **evaluate(learn), truth=truth_scores(learn.model, *valid_truth(cache)).to_dict('index'))
     _save(show_denoising(learn.model, learn.dls.valid.one_batch()[0][:4]), out/'denoising_examples.png')
     _save(plot_history(read_history(out/'run'/'history.csv')), out/'training_curves.png')
     secs['evaluate'], t = round(time.time() - t, 1), time.time()
     clusters = cluster_report(embed(learn.model, cache), out_dir=out/'clusters', cache=cache, maps=('tsne',))
     secs['embed+cluster'] = round(time.time() - t, 1)
     report = dict(data=f"{len(cache)} demo galaxies, {size} px", metrics=metrics, model=str(out/'run'/'model.pth'), out=str(out),
-                  train=f"{epochs} epochs one-cycle, batch 32, width {width}, {'CUDA' if torch.cuda.is_available() else 'CPU'}",
+                  train=f"{epochs} epochs one-cycle, batch 32, width {width}, objective {objective}, {'CUDA' if torch.cuda.is_available() else 'CPU'}",
                   clusters=clusters, seconds=secs)
     write_report(out, report)
     return report

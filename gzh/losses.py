@@ -6,7 +6,7 @@ Docs: https://gzh-astro.github.io/gzh/losses.html.md"""
 
 # %% auto #0
 __all__ = ['RECON_METRICS', 'NOISY_BASELINE', 'ssim_map', 'masked_mean', 'masked_ssim', 'masked_psnr', 'ForegroundSSIMLoss',
-           'BackgroundLoss', 'NTXent', 'GalaxyLoss', 'recon_metrics']
+           'BackgroundLoss', 'NTXent', 'GalaxyLoss', 'NeighbourLoss', 'recon_metrics']
 
 # %% ../nbs/06_losses.ipynb #bd60411c
 from itertools import product
@@ -137,6 +137,24 @@ class GalaxyLoss(nn.Module):
         total = self.fg_weight * fg + self.bg_weight * bg + self.contrastive_weight * con
         self.terms = dict(fg=fg.detach(), bg=bg.detach(), **self.bg.terms, contrastive=con.detach(), total=total.detach())
         return total
+
+# %% ../nbs/06_losses.ipynb #5f043e2a
+class NeighbourLoss(nn.Module):
+    "Neighbor2Neighbor (Huang et al. 2021): squared error of f(g1) against g2 plus `gamma` × the regulariser, in units of the targets' noise variance."
+    def __init__(self, gamma:float=1., # weight of the regulariser
+                ):
+        super().__init__()
+        self.gamma, self.terms = gamma, {}
+
+    def forward(self, recon:Tensor, # f(g1): the model's output on the sub-images (B, C, h, w)
+                target:Tensor, # g2: the other sub-images
+                delta:Tensor, # g1(f(y)) − g2(f(y)) of the whole views, held fixed
+               )->Tensor:
+        var = (target[..., 1:] - target[..., :-1]).square().mean().div(2).clamp_min(255.**-2).detach()
+        err = recon.float() - target
+        rec, reg = (err.square() / var).mean(), ((err - delta).square() / var).mean()
+        self.terms = dict(recon=rec.detach(), regulariser=reg.detach())
+        return rec + self.gamma * reg
 
 # %% ../nbs/06_losses.ipynb #460b42bf
 _RECON_PARTS = tuple(product(('recon', 'noisy'), ('ssim', 'psnr'), ('fg', 'bg')))

@@ -6,8 +6,9 @@ Docs: https://gzh-astro.github.io/gzh/noise_masks.html.md"""
 
 # %% auto #0
 __all__ = ['LUMA', 'as_images', 'draw_seed', 'affine_matrices', 'colour_matrices', 'sampling_grid', 'RandomViews', 'view_augment',
-           'standard_normal', 'add_noise', 'otsu_threshold', 'sky_threshold', 'dilate', 'erode', 'opening', 'closing',
-           'smoothed_luminance', 'foreground_mask', 'Views', 'pair_index', 'make_views', 'ViewsCallback', 'show_views']
+           'dihedral_views', 'undo_dihedral', 'standard_normal', 'add_noise', 'estimate_noise', 'otsu_threshold',
+           'sky_threshold', 'dilate', 'erode', 'opening', 'closing', 'smoothed_luminance', 'foreground_mask', 'Views',
+           'pair_index', 'make_views', 'ViewsCallback', 'neighbour_picks', 'subsample_pair', 'show_views']
 
 # %% ../nbs/04_noise_masks.ipynb #f5460a08
 import os
@@ -113,6 +114,18 @@ def view_augment(degrees:float=180., # rotation range ±degrees
     return RandomViews(dict(degrees=degrees, translate=translate, zoom=zoom, flip=flip),
                        dict(jitter=jitter, brightness=brightness, contrast=contrast, saturation=saturation, grayscale=grayscale))
 
+# %% ../nbs/04_noise_masks.ipynb #68ece89c
+def dihedral_views(x:Tensor, # images (B, C, H, W)
+                  )->list:
+    "The eight quarter turns, each unflipped and flipped, of a batch."
+    return [t for k in range(4) for r in (torch.rot90(x, k, (2, 3)),) for t in (r, r.flip(-1))]
+
+# %% ../nbs/04_noise_masks.ipynb #c5c70b51
+def undo_dihedral(views:list, # results of the 8 `dihedral_views`, in their order, each (B, C, H, W)
+                 )->list:
+    "Each result turned back to the original orientation: flip first, then the inverse quarter turn."
+    return [torch.rot90(v.flip(-1) if i % 2 else v, -(i // 2), (2, 3)) for i, v in enumerate(views)]
+
 # %% ../nbs/04_noise_masks.ipynb #222c2403
 def standard_normal(shape:tuple, # shape of the draws; chunked along its first dimension
                     generator:torch.Generator, # seeds the chunks
@@ -151,6 +164,13 @@ def add_noise(x:Tensor, # images (B,C,H,W), uint8 or float in [0,1]
         low = lam < exact_below
         if low.any(): y[low] = ((torch.poisson(lam[low], generator=g) + (rd * z)[low]) - sk.expand_as(x)[low]) / gn.expand_as(x)[low]
     return y.clamp_(0, 1)
+
+# %% ../nbs/04_noise_masks.ipynb #d13ca65c
+def estimate_noise(x:Tensor, # (B, C, H, W) images
+                  )->Tensor:
+    "Robust per-image, per-channel noise σ (B, C, 1, 1): MAD of horizontal neighbour differences / √2."
+    d = (x[..., 1:] - x[..., :-1]).flatten(2)
+    return (1.4826 / 2**0.5 * (d - d.median(-1, keepdim=True).values).abs().median(-1).values)[..., None, None]
 
 # %% ../nbs/04_noise_masks.ipynb #4c7b9945
 def _histogram(v:Tensor, nbins:int)->tuple:
@@ -300,6 +320,28 @@ class ViewsCallback(Callback):
         g = None if self.training else torch.Generator().manual_seed(self.valid_seed + self.iter)
         v = make_views(x, g, self.augment, **self.params)
         self.learn.xb, self.learn.yb = (v.noisy,), (v.clean, v.mask)
+
+# %% ../nbs/04_noise_masks.ipynb #d7ca937e
+_PAIRS = torch.tensor([[0, 1], [0, 2], [1, 3], [2, 3], [1, 0], [2, 0], [3, 1], [3, 2]]) # a 2×2 cell's pixels 0 1 / 2 3: ordered neighbours
+
+def neighbour_picks(shape:tuple, # (B, C, H, W) of the images, H and W even
+                    generator:torch.Generator|None=None, # for reproducible draws
+                   )->Tensor: # (B, 1, H/2, W/2, 2) indices into each cell's 4 pixels
+    "For every 2×2 cell of each image, a random ordered pair of neighbouring pixels."
+    b, _, h, w = shape
+    if h % 2 or w % 2: raise ValueError(f"neighbour pairs need an even image side; got {h}×{w}")
+    return _PAIRS[torch.randint(len(_PAIRS), (b, 1, h // 2, w // 2), generator=generator)]
+
+# %% ../nbs/04_noise_masks.ipynb #ac20a485
+def subsample_pair(x:Tensor, # (B, C, H, W) images
+                   picks:Tensor, # from `neighbour_picks` for this shape
+                  )->tuple[Tensor, Tensor]:
+    "The two half-resolution images g1(x), g2(x) that `picks` selects: one pixel of each 2×2 cell each."
+    b, c, h, w = x.shape
+    cells = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(b, c, h // 2, w // 2, 4)
+    idx = picks.to(x.device).expand(b, c, h // 2, w // 2, 2)
+    pair = cells.gather(-1, idx)
+    return pair[..., 0], pair[..., 1]
 
 # %% ../nbs/04_noise_masks.ipynb #3df2dadb
 _PANELS = ('c1', 'c2', 'n1', 'n2', 'm1', 'm2')

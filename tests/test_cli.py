@@ -181,3 +181,29 @@ def test_bad_image_to_denoise(round_trip, tmp_path, capsys):
     (tmp_path/'broken.png').write_bytes(b'\x89PNG not really')
     msg = error_of(['denoise', str(tmp/'run'/'model.pth'), str(tmp_path/'broken.png'), '--out', str(tmp_path)], capsys)
     assert 'broken.png' in msg
+
+
+def test_train_neighbour_objective(round_trip, capsys):
+    "Neighbor2Neighbor training from the command line; its model remembers the objective."
+    from gzh.train import load_model
+    tmp, src = round_trip
+    main(['train', '--data', str(src), '--size', '32', '--epochs', '1', '--batch-size', '8', '--width', '8', '--depth', '2',
+          '--objective', 'neighbour', '--out', str(tmp/'n2n'), '--no-progress'])
+    assert load_model(tmp/'n2n'/'model.pth').meta['objective'] == 'neighbour'
+    assert 'loss_regulariser' in (tmp/'n2n'/'history.csv').read_text().splitlines()[0]
+
+
+def test_bad_objective(round_trip, tmp_path, capsys):
+    _, src = round_trip
+    msg = error_of(['train', '--data', str(src), '--objective', 'noise2void', '--out', str(tmp_path/'r')], capsys)
+    assert 'objective must be one of reconstruct, neighbour' in msg and not (tmp_path/'r').exists()
+
+
+def test_evaluate_scores_against_the_truth(round_trip, capsys):
+    "A source with noiseless truth (the demo's) gets the denoised observed images scored against it, beside the classical denoisers."
+    tmp, _ = round_trip
+    main(['evaluate', str(tmp/'run'/'model.pth'), '--data', 'demo:40', '--out', str(tmp/'eval-demo.json')])
+    truth = json.loads((tmp/'eval-demo.json').read_text())['truth']
+    assert {'observed', 'reconstruct', 'noisier2noise', 'nl_means', 'tv', 'wavelet'} <= set(truth)
+    assert all(np.isfinite(truth[m]['PSNR galaxy']) for m in truth)
+    assert 'Against the noiseless truth, reconstruct ' in capsys.readouterr().out
