@@ -361,7 +361,7 @@ def demo(out:str='demo-out', # output folder
          epochs:int=6, # one-cycle epochs
          size:int=64, # image side in pixels
          width:int=16, # U-Net channels at full resolution
-         objective:str='reconstruct', # what the U-Net learns (`gzh.train.OBJECTIVES`)
+         objective:str='reconstruct', # what the U-Net learns (`gzh.losses.OBJECTIVES`)
          overwrite:bool=False, # replace the run already in OUT/run (once the new one is complete)
         )->dict:
     "The whole job on the embedded demo galaxies: train, evaluate, draw, embed, cluster, and write a report."

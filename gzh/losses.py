@@ -147,7 +147,7 @@ class NeighbourLoss(nn.Module):
     def __init__(self, gamma:float=1., # weight of the regulariser
                 ):
         super().__init__()
-        self.gamma, self.terms = gamma, {}
+        self.gamma = gamma
 
     def forward(self, recon:Tensor, # f(g1): the model's output on the sub-images (B, C, h, w)
                 target:Tensor, # g2: the other sub-images
@@ -156,7 +156,6 @@ class NeighbourLoss(nn.Module):
         var = (target[..., 1:] - target[..., :-1]).square().mean().div(2).clamp_min(255.**-2).detach()
         err = recon.float() - target
         rec, reg = (err.square() / var).mean(), ((err - delta).square() / var).mean()
-        self.terms = dict(recon=rec.detach(), regulariser=reg.detach())
         return rec + self.gamma * reg
 
 # %% ../nbs/06_losses.ipynb #d2106505

@@ -34,7 +34,7 @@ from .data import load_cache, galaxy_dls
 from .checkpoint import atomic_save, load_checkpoint, Checkpoint, run_facts, check_resume, check_checkpoint, resume_start, check_run_folder
 from .noise_masks import ViewsCallback, make_views, pair_index
 from .unet import GalaxyUNet
-from .losses import GalaxyLoss, NeighbourTerm, OBJECTIVES, NOISY_BASELINE, RECON_METRICS, recon_metrics
+from .losses import OBJECTIVES, NOISY_BASELINE, RECON_METRICS, recon_metrics
 
 # %% ../nbs/07_train.ipynb #56e3805c
 def autocast_dtype(device=None, # the device that computes; default: fastai's default device
