@@ -2,7 +2,7 @@
 
     python bench/morphology.py --data CATALOGUE [CATALOGUE ...] --label COLUMN [--classes C ...] [--model MODEL]
                                [--crop C] [--size S] [--epochs N] [--width W]
-                               [--contrastive-weight W] [--temperature T] [--features F] [--no-dihedral] [--reduce R] [--dims N]
+                               [--contrastive-weight W] [--temperature T] [--grayscale P] [--saturation S] [--features F] [--no-dihedral] [--reduce R] [--dims N]
                                [--min-cluster-size N] [--seed N] --out DIR
 
 CATALOGUE is any `gzh.data.load_cache` source with a class column COLUMN, e.g. the Galaxy Zoo 1 SDSS set:
@@ -10,7 +10,7 @@ CATALOGUE is any `gzh.data.load_cache` source with a class column COLUMN, e.g. t
 catalogues train on their union (`gzh.data.concat_sources`); the figures are measured on the galaxies with a label.
 With `--model` (a file written by `gzh.train.save_model`) it measures that model, on images cut as it was trained
 (its `crop` and `size` unless `--crop`/`--size` are given); without, it first trains one (`--crop` 0.35 unless given) with
-`gzh.train.fit_galaxies`' default recipe (`--epochs`, `--width` and the loss options override it; labels unused) on every galaxy of the
+`gzh.train.fit_galaxies`' default recipe (`--epochs`, `--width`, the loss and the colour options override it; labels unused) on every galaxy of the
 catalogue's training split and saves it as DIR/model.pth. Then it embeds every galaxy with the model (`--features`,
 averaged over the 8 rotations and flips unless `--no-dihedral`), with an untrained GalaxyUNet of the same shape
 (seeded, embedded alike) and with raw-pixel PCA(64) (`gzh.probes.pixel_pca`), and runs
@@ -37,6 +37,7 @@ from gzh.embed import FEATURES, embed
 from gzh.morphology import morphology_report, plot_confusion, report_table
 from gzh.probes import pixel_pca
 from gzh.losses import GalaxyLoss
+from gzh.noise_masks import view_augment
 from gzh.unet import GalaxyUNet
 
 
@@ -64,9 +65,11 @@ def get_model(a, out:Path):
     kw = {k: v for k, v in dict(epochs=a.epochs, model_kw=a.width and dict(width=a.width)).items() if v is not None}
     loss = {k: v for k, v in dict(contrastive_weight=a.contrastive_weight, temperature=a.temperature).items() if v is not None}
     if loss: kw['loss_func'] = GalaxyLoss(**loss)
+    colour = {k: v for k, v in dict(grayscale=a.grayscale, saturation=a.saturation).items() if v is not None}
+    if colour: kw['views'] = dict(augment=view_augment(**colour))
     t = time.perf_counter()
     model = fit_galaxies(cache=cache, out=out, progress=False, seed=a.seed, **kw).model
-    said = {**{k: v for k, v in kw.items() if k != 'loss_func'}, **loss} or 'the default recipe'
+    said = {**{k: v for k, v in kw.items() if k not in ('loss_func', 'views')}, **loss, **colour} or 'the default recipe'
     return model.cpu().eval(), f'trained ({said}) in {time.perf_counter() - t:.0f} s -> {out/"model.pth"}', cache
 
 
@@ -104,6 +107,8 @@ def main(argv=None):
     p.add_argument('--width', type=int, help="U-Net width when training (default: GalaxyUNet's)")
     p.add_argument('--contrastive-weight', type=float, help="NT-Xent's weight when training (default: GalaxyLoss')")
     p.add_argument('--temperature', type=float, help="NT-Xent's temperature when training (default: GalaxyLoss')")
+    p.add_argument('--grayscale', type=float, help="probability of a grayscale view when training (default: gzh.noise_masks.view_augment's)")
+    p.add_argument('--saturation', type=float, help="saturation jitter of the views when training (default: view_augment's)")
     p.add_argument('--features', default='embedding', choices=FEATURES, help='what gzh.embed.embed returns (default: embedding)')
     p.add_argument('--no-dihedral', dest='dihedral', action='store_false', help='embed each galaxy once, not averaged over its 8 rotations and flips')
     p.add_argument('--reduce', default='umap', choices=('pca', 'umap'), help='reduction before clustering (default: umap)')

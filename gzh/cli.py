@@ -211,11 +211,12 @@ def model_cache(model, # a model from `load_model`, with its `.meta`
 # %% ../nbs/11_cli.ipynb #b538d59a
 def metrics_table(res:dict, # metrics by name (`RECON_METRICS`, `top1`, `n_images`)
                  )->str:
-    "A markdown table of the model's output and input on its validation views, against their targets (observed images), then the scores against the truth where there is one."
+    "A markdown table of the model's output and input on its validation views, against their targets (observed images), then the scores against the truth, or the residual's checks where there is none."
     from gzh.losses import NOISY_BASELINE
-    from gzh.inference import truth_markdown
+    from gzh.inference import truth_markdown, residual_markdown
     rows = [f"| {r.split('_', 1)[1].replace('_', ' ')} | {res[r]:.4f} | {res[n]:.4f} |" for r, n in NOISY_BASELINE.items()]
     truth = f"\n\nDenoised observed images against the noiseless truth:\n{truth_markdown(res['truth'])}" if 'truth' in res else ''
+    if 'residual' in res: truth = f"\n\n{residual_markdown(res['residual'])}"
     return '\n'.join(['| validation views: metric (fg = galaxy, bg = background) | model output | model input |', '|---|---|---|', *rows,
                       f"\ncontrastive top-1 (each view finds its pair): {res['top1']:.3f} on {res['n_images']} galaxies{res.get('skipped_note', '')}{truth}"])
 
@@ -235,7 +236,7 @@ def evaluate_model(model_file:str, # a model file written by `gzh train`
     from gzh.data import galaxy_dls
     from gzh.sources import atomic_output
     from gzh.train import load_model, galaxy_learner, evaluate, check_bs
-    from gzh.inference import valid_truth, truth_scores
+    from gzh.inference import valid_truth, truth_scores, valid_observed, residual_scores
     if bs is not None: check_bs(bs)
     model = load_model(model_file, device=device)
     bs = bs or model.meta.get('bs')
@@ -246,33 +247,27 @@ def evaluate_model(model_file:str, # a model file written by `gzh train`
     res = dict(model=str(model_file), source=str(source), n_images=len(dls.valid_ds), batch_size=dls.valid.bs, n_skipped=len(cache.skipped),
                **evaluate(galaxy_learner(dls, model, checkpoint=None, log=None, progress=False)))
     if (vt := valid_truth(cache)) is not None: res['truth'] = truth_scores(model, *vt).to_dict('index')
+    else: res['residual'] = residual_scores(model, valid_observed(cache)).to_dict('index')
     if out:
         with atomic_output(out) as tmp: Path(tmp).write_text(json.dumps(res, indent=2))
     return dict(res, skipped_note=report_skipped(cache, Path(out).parent if out else None))
 
 # %% ../nbs/11_cli.ipynb #2b2fdcf7
-@command('denoise', 'model_file:MODEL images:IMAGE out', {'gzh.train.load_model': 'device', 'gzh.inference.denoise': 'mode dihedral'},
+@command('denoise', 'model_file:MODEL images:IMAGE out', {'gzh.train.load_model': 'device', 'gzh.image_files.denoise_file': 'hdu',
+                                                          'gzh.inference.denoise': 'mode dihedral'},
          show=lambda files: '\n'.join(map(str, files)))
-def denoise_files(model_file:str, # a model file written by `gzh train`
-                  images:list, # image files (JPEG, PNG, FITS, ...)
-                  out:str, # folder for the denoised images
+def denoise_files(model_file:str, # a model file written by `gzh train`, or a shipped model's name (`gz1-sdss64`)
+                  images:list, # image files (JPEG, PNG, FITS)
+                  out:str, # folder for the denoised files
                   device=None, # where to run the model (`load_model`)
-                  **kwargs, # `gzh.inference.denoise` arguments
+                  **kwargs, # `gzh.image_files.denoise_file` and `gzh.inference.denoise` arguments
                  )->list:
-    "Clean image files with a trained model, at the size and crop it was trained with, into OUT/<name>_denoised.png (see `denoised_names`)."
-    import numpy as np, torch
-    from PIL import Image
-    from gzh.sources import read_image, atomic_output
-    from gzh.data import crop_read
+    "Clean image files one at a time, each at its own size and in its own format, into OUT (`denoised_names`); FITS keep their units, header and WCS."
     from gzh.train import load_model
-    from gzh.inference import denoise, denoised_names
+    from gzh.image_files import denoise_file, denoised_names
     model, out = load_model(model_file, device=device), Path(out)
-    size, crop = model.meta['size'], model.meta.get('crop', 1.)
-    imgs = torch.from_numpy(np.stack([crop_read(functools.partial(read_image, f), size, crop).image for f in images]))
     dests = [out/n for n in denoised_names(images)]
-    for dest, c in zip(dests, denoise(model, imgs, **kwargs)):
-        with atomic_output(dest) as tmp:
-            Image.fromarray((c.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype('uint8')).save(tmp, format='PNG')
+    for f, dest in zip(images, dests): denoise_file(model, f, dest, **kwargs)
     return dests
 
 # %% ../nbs/11_cli.ipynb #cc049106

@@ -17,16 +17,30 @@ from fastai.torch_core import default_device
 from fastcore.meta import delegates
 from fastprogress.fastprogress import progress_bar
 
-from .sources import (SOURCE_KINDS, Decoded, GalaxyDataError, Source, atomic_output, catalog_source, check_size,
+from .sources import (SOURCE_KINDS, Decoded, GalaxyDataError, Source, atomic_output, catalog_source,
                          fits_source, folder_source, split_idxs, _is_fits)
 from .synthetic import demo_source
+from .cosmos_truth import cosmos_truth_source
 from .galaxy_zoo import gzh_source
 
 # %% auto #0
-__all__ = ['CACHE_VERSION', 'AUTO_R50', 'MEASURE_SIDE', 'galaxy_source', 'concat_sources', 'default_cache_dir', 'cache_path',
-           'check_crop', 'decode_side', 'centre_crop', 'half_light_radius', 'auto_crop', 'crop_read',
+__all__ = ['CACHE_VERSION', 'AUTO_R50', 'MEASURE_SIDE', 'check_size', 'galaxy_source', 'concat_sources', 'default_cache_dir',
+           'cache_path', 'check_crop', 'decode_side', 'centre_crop', 'half_light_radius', 'auto_crop', 'crop_read',
            'clean_stale_builds', 'build_cache', 'GalaxyCache', 'check_ids', 'load_cache', 'write_skipped',
            'MemmapImages', 'GalaxyDL', 'galaxy_dls', 'show_galaxies']
+
+# %% ../nbs/03_data.ipynb #6d9e1051
+def check_size(size, # the image side asked for
+               depth:int=3, # the U-Net's depth: the side must be a multiple of 2**depth (0: any whole number)
+               max_size:int=2048, # the largest side accepted
+              ) -> int:
+    "Refuse (one-line `ValueError`) a size that is not a multiple of 2**depth between 2**depth and `max_size`."
+    step = 2 ** depth
+    ok = isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size % step == 0 and step <= size <= max_size
+    if not ok:
+        what = f'a multiple of {step}' if step > 1 else 'a whole number'
+        raise ValueError(f'size must be {what} between {step} and {max_size}, not {size!r}')
+    return int(size)
 
 # %% ../nbs/03_data.ipynb #c5b0546b
 def galaxy_source(source, # a name as `SOURCE_KINDS` describes, a list of them, or a `Source`
@@ -44,6 +58,7 @@ def galaxy_source(source, # a name as `SOURCE_KINDS` describes, a list of them, 
         except ValueError: raise GalaxyDataError(s, "expected 'demo', 'demo:N' or 'demo:N:SEED' with integers") from None
         return demo_source(*args)
     if s.startswith('gz_hubble:'): return gzh_source(s[len('gz_hubble:'):], on_error)
+    if s.startswith('cosmos_truth:'): return cosmos_truth_source(s[len('cosmos_truth:'):])
     p = Path(s).expanduser().absolute()
     if not p.exists(): raise GalaxyDataError(p, f"source not found (expected {SOURCE_KINDS})")
     if p.is_dir(): return folder_source(p, on_error=on_error, image_root=image_root)

@@ -16,9 +16,10 @@ import numpy as np, pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'FITS_EXTS', 'SOURCE_KINDS', 'GalaxyDataError', 'Decoded', 'pil_rgb', 'square_resize', 'read_image',
-           'asinh_grey', 'stamp_rgb', 'fits_image', 'Source', 'safe_path', 'folder_source', 'catalog_source',
-           'rgc_source', 'fits_source', 'atomic_output', 'check_size', 'split_idxs']
+__all__ = ['IMAGE_EXTS', 'FITS_EXTS', 'SOURCE_KINDS', 'GalaxyDataError', 'Decoded', 'pil_rgb', 'square_resize', 'check_file',
+           'decoding', 'read_image', 'AsinhStretch', 'asinh_grey', 'stamp_rgb', 'is_2d_image', 'fits_shapes',
+           'no_2d_image', 'open_fits', 'stamp_decoded', 'fits_image', 'Source', 'safe_path', 'folder_source',
+           'catalog_source', 'rgc_source', 'fits_source', 'atomic_output', 'split_idxs']
 
 # %% ../nbs/00_sources.ipynb #f97fb6ce
 class GalaxyDataError(ValueError):
@@ -70,42 +71,69 @@ def square_resize(im:Image.Image, size:int) -> tuple[Image.Image, str]:
 # %% ../nbs/00_sources.ipynb #4abb1cb1
 def _join(*notes): return '; '.join(n for n in notes if n)
 
+def check_file(path) -> Path:
+    "`path` as a `Path`, once it is known to be a file with something in it."
+    path = Path(path)
+    if not path.is_file(): raise GalaxyDataError(path, 'file not found')
+    if path.stat().st_size == 0: raise GalaxyDataError(path, 'empty file (0 bytes)')
+    return path
+
+@contextmanager
+def decoding(path):
+    "Report PIL's failures to decode `path` as a `GalaxyDataError` naming the file and the problem."
+    try: yield
+    except UnidentifiedImageError: raise GalaxyDataError(path, 'not a readable image (corrupt, or not JPEG/PNG)') from None
+    except (OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, GalaxyDataError): raise
+        raise GalaxyDataError(path, f'corrupt or truncated image ({e})') from None
+
 def read_image(path, # a JPEG, PNG or FITS file
                size:int, # output side in pixels
               ) -> Decoded:
     "Decode one image file to uint8 (3,size,size); conversions are written to `info['note']`."
-    path = Path(path)
-    if not path.is_file(): raise GalaxyDataError(path, 'file not found')
-    if path.stat().st_size == 0: raise GalaxyDataError(path, 'empty file (0 bytes)')
+    path = check_file(path)
     if _is_fits(path): return fits_image(path, size)
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            im.draft('RGB', (size, size))  # JPEG: decode at a reduced DCT scale, much faster
-            im.load()
-            rgb, n1 = pil_rgb(im)
-            rgb, n2 = square_resize(rgb, size)
-            n2 = n2 and f'cropped {w}x{h} to its centre square'  # the size before `draft`
-            n3 = f'upscaled {min(w, h)}x{min(w, h)} to {size}x{size}' if min(w, h) < size else ''
-    except UnidentifiedImageError: raise GalaxyDataError(path, 'not a readable image (corrupt, or not JPEG/PNG)') from None
-    except (OSError, SyntaxError, ValueError) as e: raise GalaxyDataError(path, f'corrupt or truncated image ({e})') from None
+    with decoding(path), Image.open(path) as im:
+        w, h = im.size
+        im.draft('RGB', (size, size))  # JPEG: decode at a reduced DCT scale, much faster
+        im.load()
+        rgb, n1 = pil_rgb(im)
+        rgb, n2 = square_resize(rgb, size)
+        n2 = n2 and f'cropped {w}x{h} to its centre square'  # the size before `draft`
+        n3 = f'upscaled {min(w, h)}x{min(w, h)} to {size}x{size}' if min(w, h) < size else ''
     return Decoded(np.asarray(rgb).transpose(2, 0, 1).copy(), None, {'note': _join(n1, n2, n3)})
 
 # %% ../nbs/00_sources.ipynb #25fa0bd0
+class AsinhStretch(NamedTuple):
+    "The asinh stretch of one flux image to [0, 1]: `y = asinh((a - sky) / scale) / top`, clipped, and its inverse."
+    sky: float; scale: float; top: float
+
+    @classmethod
+    def fit(cls, a:np.ndarray, # 2-D flux image
+            soft:float=3.0, # noise sigmas where the stretch turns from linear to logarithmic
+           ) -> 'AsinhStretch':
+        "The stretch of `a`: its median sky, `soft` × its robust noise σ (MAD), and its brightest pixel mapped to 1."
+        f = np.asarray(a, dtype=np.float64)[np.isfinite(a)]
+        if not f.size: raise ValueError('no finite pixels')
+        sky = np.median(f)
+        sigma = 1.4826 * np.median(np.abs(f - sky)) or f.std() or 1.0
+        if (top := np.arcsinh((f.max() - sky) / (soft * sigma))) <= 0: raise ValueError('constant image')
+        return cls(float(sky), float(soft * sigma), float(top))
+
+    def __call__(self, a:np.ndarray) -> np.ndarray:
+        "Flux to [0, 1]; below the sky is 0, and so are non-finite pixels."
+        return np.clip(np.nan_to_num(np.arcsinh((np.asarray(a, np.float64) - self.sky) / self.scale) / self.top, nan=0.0), 0, 1)
+
+    def invert(self, y:np.ndarray) -> np.ndarray:
+        "[0, 1] back to flux in the image's own units."
+        return self.sky + self.scale * np.sinh(np.asarray(y, np.float64) * self.top)
+
+# %% ../nbs/00_sources.ipynb #ecb1073f
 def asinh_grey(a:np.ndarray, # 2-D flux image
                soft:float=3.0, # noise sigmas where the stretch turns from linear to logarithmic
               ) -> np.ndarray:
-    "Sky-subtracted asinh stretch of a single-band flux image to uint8 [0,255]."
-    a = np.asarray(a, dtype=np.float64)
-    good = np.isfinite(a)
-    if not good.any(): raise ValueError('no finite pixels')
-    a = np.where(good, a, np.nan)
-    sky = np.nanmedian(a)
-    sigma = 1.4826 * np.nanmedian(np.abs(a - sky)) or np.nanstd(a) or 1.0
-    x = np.nan_to_num(np.arcsinh((a - sky) / (soft * sigma)), nan=0.0)
-    hi = x.max()
-    if hi <= 0: raise ValueError('constant image')
-    return (np.clip(x / hi, 0, 1) * 255).round().astype(np.uint8)
+    "Sky-subtracted asinh stretch (`AsinhStretch`) of a single-band flux image to uint8 [0,255]."
+    return (AsinhStretch.fit(a, soft)(a) * 255).round().astype(np.uint8)
 
 # %% ../nbs/00_sources.ipynb #53ab7581
 def stamp_rgb(a:np.ndarray, size:int) -> tuple[np.ndarray, str]:
@@ -121,29 +149,43 @@ def stamp_rgb(a:np.ndarray, size:int) -> tuple[np.ndarray, str]:
     return np.repeat(np.asarray(im)[None], 3, 0), note
 
 # %% ../nbs/00_sources.ipynb #a50b2ec2
-def _fits_shapes(hdul) -> str:
+def is_2d_image(hdu) -> bool: return hdu.is_image and len(hdu.shape) == 2
+
+def fits_shapes(hdul) -> str:
     "The data shapes of a FITS file's HDUs, for messages."
     return ', '.join(f'HDU {i}: {h.shape if h.is_image and h.shape else "no data" if h.is_image else type(h).__name__}'
                      for i, h in enumerate(hdul))
 
-def _no_2d(path, hdul) -> GalaxyDataError:
-    return GalaxyDataError(path, f'no 2-D image in this FITS file ({_fits_shapes(hdul)}); gzh reads single-band 2-D stamps')
+def no_2d_image(path, hdul) -> GalaxyDataError:
+    return GalaxyDataError(path, f'no 2-D image in this FITS file ({fits_shapes(hdul)}); gzh reads single-band 2-D stamps')
 
-def fits_image(path, size:int) -> Decoded:
-    "Read the first 2-D image HDU of a FITS file as a stretched grey galaxy."
+@contextmanager
+def open_fits(path, # a FITS file
+              load=None, # the HDUs whose data to read into memory now; None: all
+              name=None, # what messages call it; None: the file
+             ):
+    "Open a FITS file with astropy, reading the data of the HDUs `load`; a truncated or unreadable file is a `GalaxyDataError`."
     from astropy.io import fits
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')  # astropy's warning of a short file: the error below says it in one line
-            with fits.open(path, memmap=False) as hdul:
-                data = next((h.data for h in hdul if h.is_image and len(h.shape) == 2), None)
-                if data is None: raise _no_2d(path, hdul)
-    except (OSError, TypeError, ValueError) as e:
-        if isinstance(e, GalaxyDataError): raise
-        raise GalaxyDataError(path, f'truncated or unreadable FITS ({e})') from None
+            hdul = fits.open(path, memmap=False)
+            for i in range(len(hdul)) if load is None else load: hdul[i].data
+    except (OSError, TypeError, ValueError) as e: raise GalaxyDataError(name or path, f'truncated or unreadable FITS ({e})') from None
+    with hdul: yield hdul
+
+def stamp_decoded(data:np.ndarray, size:int, name) -> Decoded:
+    "A 2-D flux image as a `Decoded` grey galaxy (`stamp_rgb`); an unusable one is a `GalaxyDataError` naming `name`."
     try: img, note = stamp_rgb(data, size)
-    except ValueError as e: raise GalaxyDataError(path, f'FITS image unusable: {e}') from None
+    except ValueError as e: raise GalaxyDataError(name, f'FITS image unusable: {e}') from None
     return Decoded(img, None, {'note': note})
+
+def fits_image(path, size:int) -> Decoded:
+    "Read the first 2-D image HDU of a FITS file as a stretched grey galaxy."
+    with open_fits(path) as hdul:
+        data = next((h.data for h in hdul if is_2d_image(h)), None)
+        if data is None: raise no_2d_image(path, hdul)
+    return stamp_decoded(data, size, path)
 
 # %% ../nbs/00_sources.ipynb #64b0a168
 @dataclass
@@ -264,9 +306,7 @@ def rgc_source(path:Path, cat:pd.DataFrame) -> Source:
         except IndexError: raise GalaxyDataError(f'{fn}[{hdu}]', 'no such HDU') from None
         except (OSError, TypeError, ValueError) as e: raise GalaxyDataError(fn, f'unreadable FITS ({e})') from None
         if data is None or data.ndim != 2: raise GalaxyDataError(f'{fn}[{hdu}]', 'HDU holds no 2-D image')
-        try: img, note = stamp_rgb(data, size)
-        except ValueError as e: raise GalaxyDataError(f'{fn}[{hdu}]', f'FITS image unusable: {e}') from None
-        return Decoded(img, None, {'note': note})
+        return stamp_decoded(data, size, f'{fn}[{hdu}]')
     def close():
         for h in opened.values(): h.close()
         opened.clear()
@@ -292,21 +332,13 @@ def fits_source(path:Path) -> Source:
     "A GalSim real-galaxy catalogue, or a FITS file whose every 2-D image HDU is one galaxy stamp."
     tab = _fits_table(path)
     if tab is not None and {'GAL_FILENAME', 'GAL_HDU'} <= set(tab.columns): return rgc_source(path, tab)
-    from astropy.io import fits
-    with fits.open(path) as hdul:
-        hdus = [i for i, h in enumerate(hdul) if h.is_image and h.header.get('NAXIS') == 2]
-        if not hdus: raise _no_2d(path, hdul)
+    with open_fits(path, load=()) as hdul:
+        hdus = [i for i, h in enumerate(hdul) if is_2d_image(h)]
+        if not hdus: raise no_2d_image(path, hdul)
     cat = pd.DataFrame({'id': [f'{path.name}[{i}]' for i in hdus], 'filename': path.name, 'hdu': hdus})
     def read(i, size):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore')  # as in `fits_image`
-                with fits.open(path) as hdul: data = hdul[hdus[i]].data
-        except (OSError, TypeError, ValueError) as e:
-            raise GalaxyDataError(f'{path}[{hdus[i]}]', f'truncated or unreadable FITS ({e})') from None
-        try: img, note = stamp_rgb(data, size)
-        except ValueError as e: raise GalaxyDataError(f'{path}[{hdus[i]}]', f'FITS image unusable: {e}') from None
-        return Decoded(img, None, {'note': note})
+        with open_fits(path, load=[hdus[i]], name=f'{path}[{hdus[i]}]') as hdul: data = hdul[hdus[i]].data
+        return stamp_decoded(data, size, f'{path}[{hdus[i]}]')
     return Source(str(path), cat, read, _fingerprint([path]))
 
 # %% ../nbs/00_sources.ipynb #1ff70df8
@@ -339,21 +371,9 @@ def atomic_output(path, # the file or folder to write
         _remove(old)
     else: os.replace(tmp, path)
 
-# %% ../nbs/00_sources.ipynb #6d9e1051
-def check_size(size, # the image side asked for
-               depth:int=3, # the U-Net's depth: the side must be a multiple of 2**depth (0: any whole number)
-               max_size:int=2048, # the largest side accepted
-              ) -> int:
-    "Refuse (one-line `ValueError`) a size that is not a multiple of 2**depth between 2**depth and `max_size`."
-    step = 2 ** depth
-    ok = isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size % step == 0 and step <= size <= max_size
-    if not ok:
-        what = f'a multiple of {step}' if step > 1 else 'a whole number'
-        raise ValueError(f'size must be {what} between {step} and {max_size}, not {size!r}')
-    return int(size)
-
 # %% ../nbs/00_sources.ipynb #8bca9ca7
-SOURCE_KINDS = ("'demo[:N[:SEED]]' (the embedded synthetic default), 'gz_hubble:ROOT' (Galaxy Zoo: Hubble in the "
+SOURCE_KINDS = ("'demo[:N[:SEED]]' (the embedded synthetic default), 'cosmos_truth:CATALOGUE' (renders of a GalSim "
+                "real-galaxy catalogue's galaxies, with noiseless truth), 'gz_hubble:ROOT' (Galaxy Zoo: Hubble in the "
                 "galaxy-datasets layout), a folder of JPEG/PNG/FITS images, a CSV/parquet catalogue with a 'filename' "
                 "or 'file_loc' column (galaxy-datasets/Zoobot style, with 'id_str'), or a FITS file (stamps, or a GalSim real-galaxy catalogue)")
 

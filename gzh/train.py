@@ -29,8 +29,8 @@ from fastcore.foundation import patch
 from fastai.distributed import DistributedDL
 from fastai.torch_core import default_device, set_seed, num_distrib, rank_distrib
 import matplotlib.pyplot as plt
-from .sources import atomic_output, check_size
-from .data import load_cache, galaxy_dls
+from .sources import atomic_output
+from .data import load_cache, galaxy_dls, check_size
 from .checkpoint import atomic_save, load_checkpoint, Checkpoint, run_facts, check_resume, check_checkpoint, resume_start, check_run_folder
 from .noise_masks import ViewsCallback, make_views, pair_index
 from .unet import GalaxyUNet

@@ -12,7 +12,8 @@ from astropy.io import fits
 from PIL import Image
 
 from gzh.data import galaxy_dls, load_cache, write_skipped
-from gzh.sources import GalaxyDataError, atomic_output, check_size
+from gzh.sources import GalaxyDataError, atomic_output
+from gzh.data import check_size
 from galaxies import galaxy_jpeg, write_galaxies
 
 
