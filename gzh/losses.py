@@ -19,7 +19,7 @@ from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 
-from .noise_masks import pair_index, neighbour_picks, subsample_pair
+from .noise_masks import as_images, dihedral_views, pair_index, neighbour_picks, subsample_pair
 
 # %% ../nbs/06_losses.ipynb #b343115d
 def _check_pair(x:Tensor, y:Tensor, mask:Tensor|None=None):
@@ -160,23 +160,24 @@ class NeighbourLoss(nn.Module):
 
 # %% ../nbs/06_losses.ipynb #d2106505
 class NeighbourTerm(Callback):
-    "Add `weight` × `NeighbourLoss` of the model on Neighbor2Neighbor sub-images of the clean views to each batch's loss."
+    "Add `weight` × `NeighbourLoss` of the model on Neighbor2Neighbor sub-images of the observed batch, turned or flipped, to each batch's loss."
     order = MixedPrecision.order + 1 # after autocast closes, before `NaNGuard` looks at the loss
     def __init__(self, weight:float=1., # of the term against the main loss
                  gamma:float=1., # of the regulariser (`NeighbourLoss`)
                 ): self.weight, self.loss = weight, NeighbourLoss(gamma)
 
     def after_loss(self):
-        clean = self.yb[0]
-        picks = neighbour_picks(clean.shape, None if self.training else torch.Generator().manual_seed(self.iter))
-        g1, g2 = subsample_pair(clean, picks)
-        with torch.no_grad(): f1, f2 = subsample_pair(self.model(clean)[0].float(), picks)
+        g = None if self.training else torch.Generator().manual_seed(self.iter)
+        y = dihedral_views(as_images(self.learn.views.observed))[torch.randint(8, (), generator=g)]
+        picks = neighbour_picks(y.shape, g)
+        g1, g2 = subsample_pair(y, picks)
+        with torch.no_grad(): f1, f2 = subsample_pair(self.model(y)[0].float(), picks)
         self.learn.loss_grad = self.loss_grad + self.weight * self.loss(self.model(g1)[0], g2, f1 - f2)
         self.learn.loss = self.loss_grad.clone()
 
 # %% ../nbs/06_losses.ipynb #ca0d4edc
 OBJECTIVES = {'reconstruct': lambda: (GalaxyLoss(), []), # the observed view back from it plus added noise, + NT-Xent
-              'neighbour': lambda: (GalaxyLoss(), [NeighbourTerm()])} # the same, + Neighbor2Neighbor on the observed views
+              'neighbour': lambda: (GalaxyLoss(fg_weight=0., bg_weight=0.), [NeighbourTerm()])} # NT-Xent on the same views, + Neighbor2Neighbor on the observed images
 # objective → (default loss, the callbacks it adds)
 
 # %% ../nbs/06_losses.ipynb #460b42bf

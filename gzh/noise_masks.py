@@ -308,7 +308,7 @@ def make_views(x:Tensor, # uint8 or float images (B,3,H,W) on any device
 
 # %% ../nbs/04_noise_masks.ipynb #f2890baf
 class ViewsCallback(Callback):
-    "Turn each uint8 batch `(x,)` into inputs `(Views.noisy,)` and targets `(Views.clean, Views.mask)` on the model's device."
+    "Turn each uint8 batch `(x,)` into inputs `(Views.noisy,)` and targets `(Views.clean, Views.mask)` on the model's device; keep `x` as `observed`."
     def __init__(self, valid_seed:int=0, # validation batch i uses seed `valid_seed + i`
                  augment:nn.Module|None=None, # view pipeline; None: `view_augment()`
                  **params, # keyword arguments of `add_noise` and `foreground_mask`
@@ -319,7 +319,7 @@ class ViewsCallback(Callback):
         x = self.xb[0].to(next(self.model.parameters(), self.xb[0]).device)
         g = None if self.training else torch.Generator().manual_seed(self.valid_seed + self.iter)
         v = make_views(x, g, self.augment, **self.params)
-        self.learn.xb, self.learn.yb = (v.noisy,), (v.clean, v.mask)
+        self.learn.xb, self.learn.yb, self.observed = (v.noisy,), (v.clean, v.mask), x
 
 # %% ../nbs/04_noise_masks.ipynb #d7ca937e
 _PAIRS = torch.tensor([[0, 1], [0, 2], [1, 3], [2, 3], [1, 0], [2, 0], [3, 1], [3, 2]]) # a 2×2 cell's pixels 0 1 / 2 3: ordered neighbours
