@@ -19,7 +19,7 @@ from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 
-from .noise_masks import as_images, dihedral_views, pair_index, neighbour_picks, subsample_pair
+from .noise_masks import as_images, dihedral_view, pair_index, neighbour_picks, subsample_pair
 
 # %% ../nbs/06_losses.ipynb #b343115d
 def _check_pair(x:Tensor, y:Tensor, mask:Tensor|None=None):
@@ -168,7 +168,7 @@ class NeighbourTerm(Callback):
 
     def after_loss(self):
         g = None if self.training else torch.Generator().manual_seed(self.iter)
-        y = dihedral_views(as_images(self.learn.views.observed))[torch.randint(8, (), generator=g)]
+        y = dihedral_view(as_images(self.learn.views.observed), int(torch.randint(8, (), generator=g)))
         picks = neighbour_picks(y.shape, g)
         g1, g2 = subsample_pair(y, picks)
         with torch.no_grad(): f1, f2 = subsample_pair(self.model(y)[0].float(), picks)

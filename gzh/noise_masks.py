@@ -6,9 +6,10 @@ Docs: https://gzh-astro.github.io/gzh/noise_masks.html.md"""
 
 # %% auto #0
 __all__ = ['LUMA', 'as_images', 'draw_seed', 'affine_matrices', 'colour_matrices', 'sampling_grid', 'RandomViews', 'view_augment',
-           'dihedral_views', 'undo_dihedral', 'standard_normal', 'add_noise', 'estimate_noise', 'otsu_threshold',
-           'sky_threshold', 'dilate', 'erode', 'opening', 'closing', 'smoothed_luminance', 'foreground_mask', 'Views',
-           'pair_index', 'make_views', 'ViewsCallback', 'neighbour_picks', 'subsample_pair', 'show_views']
+           'dihedral_view', 'dihedral_views', 'undo_dihedral', 'standard_normal', 'add_noise', 'estimate_noise',
+           'otsu_threshold', 'sky_threshold', 'dilate', 'erode', 'opening', 'closing', 'smoothed_luminance',
+           'foreground_mask', 'Views', 'pair_index', 'make_views', 'ViewsCallback', 'neighbour_picks', 'subsample_pair',
+           'show_views']
 
 # %% ../nbs/04_noise_masks.ipynb #f5460a08
 import os
@@ -115,10 +116,17 @@ def view_augment(degrees:float=180., # rotation range ±degrees
                        dict(jitter=jitter, brightness=brightness, contrast=contrast, saturation=saturation, grayscale=grayscale))
 
 # %% ../nbs/04_noise_masks.ipynb #68ece89c
+def dihedral_view(x:Tensor, # images (B, C, H, W)
+                  i:int, # 0–7: i // 2 quarter turns, then a flip when i is odd
+                 )->Tensor:
+    "The batch under the `i`-th element of the dihedral group."
+    r = torch.rot90(x, i // 2, (2, 3))
+    return r.flip(-1) if i % 2 else r
+
 def dihedral_views(x:Tensor, # images (B, C, H, W)
                   )->list:
-    "The eight quarter turns, each unflipped and flipped, of a batch."
-    return [t for k in range(4) for r in (torch.rot90(x, k, (2, 3)),) for t in (r, r.flip(-1))]
+    "The eight quarter turns, each unflipped and flipped, of a batch (`dihedral_view` 0–7)."
+    return [dihedral_view(x, i) for i in range(8)]
 
 # %% ../nbs/04_noise_masks.ipynb #c5c70b51
 def undo_dihedral(views:list, # results of the 8 `dihedral_views`, in their order, each (B, C, H, W)
