@@ -17,7 +17,7 @@ from torch.distributions import Normal
 from torchvision.transforms.v2.functional import gaussian_blur
 from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, denoise_wavelet
 
-from .noise_masks import as_images, foreground_mask, dihedral_views, undo_dihedral, estimate_noise
+from .noise_masks import as_images, foreground_mask, dilate, dihedral_views, undo_dihedral, estimate_noise
 from .losses import masked_psnr, masked_ssim, masked_mean
 from .sources import split_idxs
 
@@ -72,10 +72,12 @@ def unclip(mean:Tensor, # estimated means of clipped pixels, E[max(x + n, 0)]
 # %% ../nbs/08_inference.ipynb #f0e7714a
 def remove_pedestal(denoised:Tensor, # (B, C, H, W) float images in [0, 1]
                     observed:Tensor, # the observed images they were made from
+                    grow:int=3, # pixels the galaxy mask grows by before the rest is unclipped as sky
                    )->Tensor:
-    "`denoised` with its sky (outside its `foreground_mask`) unclipped at the observed sky's noise (`clipped_sky`, `unclip`); the galaxy as it was."
-    sky = 1 - foreground_mask(denoised)
-    return torch.where(sky.bool(), unclip(denoised, clipped_sky(observed, sky)[1]), denoised)
+    "`denoised` with its sky (outside its `foreground_mask`, grown by `grow`) unclipped at the observed sky's noise (`clipped_sky`, `unclip`); the galaxy as it was."
+    galaxy = foreground_mask(denoised)
+    sigma = clipped_sky(observed, 1 - galaxy)[1]
+    return torch.where(dilate(galaxy, 2 * grow + 1).bool(), denoised, unclip(denoised, sigma))
 
 # %% ../nbs/08_inference.ipynb #a15abbb8
 @torch.no_grad()

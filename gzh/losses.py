@@ -6,8 +6,8 @@ Docs: https://gzh-astro.github.io/gzh/losses.html.md"""
 
 # %% auto #0
 __all__ = ['OBJECTIVES', 'RECON_METRICS', 'NOISY_BASELINE', 'ssim_map', 'masked_mean', 'masked_ssim', 'masked_psnr',
-           'ForegroundSSIMLoss', 'BackgroundLoss', 'NTXent', 'GalaxyLoss', 'NeighbourLoss', 'NeighbourTerm',
-           'recon_metrics']
+           'ForegroundSSIMLoss', 'BackgroundLoss', 'NTXent', 'GalaxyLoss', 'difference_variance', 'NeighbourLoss',
+           'ObservedTerm', 'NeighbourTerm', 'BlindSpotTerm', 'recon_metrics']
 
 # %% ../nbs/06_losses.ipynb #bd60411c
 from itertools import product
@@ -19,7 +19,7 @@ from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 
-from .noise_masks import as_images, dihedral_view, pair_index, neighbour_picks, subsample_pair
+from .noise_masks import as_images, dihedral_view, pair_index, neighbour_picks, subsample_pair, blind_spots
 
 # %% ../nbs/06_losses.ipynb #b343115d
 def _check_pair(x:Tensor, y:Tensor, mask:Tensor|None=None):
@@ -141,6 +141,12 @@ class GalaxyLoss(nn.Module):
         self.terms = dict(fg=fg.detach(), bg=bg.detach(), **self.bg.terms, contrastive=con.detach(), total=total.detach())
         return total
 
+# %% ../nbs/06_losses.ipynb #f332530e
+def difference_variance(x:Tensor, # (B, C, H, W) images in [0, 1]
+                       )->Tensor:
+    "The images' noise variance: half the mean squared difference of horizontal neighbours, at least one 8-bit step squared, held fixed."
+    return (x[..., 1:] - x[..., :-1]).square().mean().div(2).clamp_min(255.**-2).detach()
+
 # %% ../nbs/06_losses.ipynb #5f043e2a
 class NeighbourLoss(nn.Module):
     "Neighbor2Neighbor (Huang et al. 2021): squared error of f(g1) against g2 plus `gamma` × the regulariser, in units of the targets' noise variance."
@@ -153,31 +159,54 @@ class NeighbourLoss(nn.Module):
                 target:Tensor, # g2: the other sub-images
                 delta:Tensor, # g1(f(y)) − g2(f(y)) of the whole views, held fixed
                )->Tensor:
-        var = (target[..., 1:] - target[..., :-1]).square().mean().div(2).clamp_min(255.**-2).detach()
+        var = difference_variance(target)
         err = recon.float() - target
         rec, reg = (err.square() / var).mean(), ((err - delta).square() / var).mean()
         return rec + self.gamma * reg
 
 # %% ../nbs/06_losses.ipynb #d2106505
-class NeighbourTerm(Callback):
-    "Add `weight` × `NeighbourLoss` of the model on Neighbor2Neighbor sub-images of the observed batch, turned or flipped, to each batch's loss."
+class ObservedTerm(Callback):
+    "Base of the terms that learn below the images' own noise: add `weight` × `self.term(y, generator)` to each batch's loss, `y` the observed batch turned or flipped at random (the same draws in every validation)."
     order = MixedPrecision.order + 1 # after autocast closes, before `NaNGuard` looks at the loss
     def __init__(self, weight:float=1., # of the term against the main loss
-                 gamma:float=1., # of the regulariser (`NeighbourLoss`)
-                ): self.weight, self.loss = weight, NeighbourLoss(gamma)
+                ): self.weight = weight
 
     def after_loss(self):
         g = None if self.training else torch.Generator().manual_seed(self.iter)
         y = dihedral_view(as_images(self.learn.views.observed), int(torch.randint(8, (), generator=g)))
-        picks = neighbour_picks(y.shape, g)
+        self.learn.loss_grad = self.loss_grad + self.weight * self.term(y, g)
+        self.learn.loss = self.loss_grad.clone()
+
+    def term(self, y:Tensor, generator:torch.Generator|None)->Tensor: raise NotImplementedError
+
+# %% ../nbs/06_losses.ipynb #860451b0
+class NeighbourTerm(ObservedTerm):
+    "`NeighbourLoss` of the model on Neighbor2Neighbor sub-images of the observed batch."
+    def __init__(self, weight:float=1., # of the term against the main loss
+                 gamma:float=1., # of the regulariser (`NeighbourLoss`)
+                ): super().__init__(weight); self.loss = NeighbourLoss(gamma)
+
+    def term(self, y:Tensor, generator:torch.Generator|None)->Tensor:
+        picks = neighbour_picks(y.shape, generator)
         g1, g2 = subsample_pair(y, picks)
         with torch.no_grad(): f1, f2 = subsample_pair(self.model(y)[0].float(), picks)
-        self.learn.loss_grad = self.loss_grad + self.weight * self.loss(self.model(g1)[0], g2, f1 - f2)
-        self.learn.loss = self.loss_grad.clone()
+        return self.loss(self.model(g1)[0], g2, f1 - f2)
+
+# %% ../nbs/06_losses.ipynb #f2c75c67
+class BlindSpotTerm(ObservedTerm):
+    "Noise2Self (Batson & Royer 2019): the model's squared error at the pixels `blind_spots` hid from it, against the observed batch, in units of its noise variance."
+    def __init__(self, weight:float=1., # of the term against the main loss
+                 spacing:int=4, # one pixel hidden in every `spacing`² block
+                ): super().__init__(weight); self.spacing = spacing
+
+    def term(self, y:Tensor, generator:torch.Generator|None)->Tensor:
+        hidden, spots = blind_spots(y, self.spacing, generator)
+        return ((self.model(hidden)[0].float() - y)[spots].square() / difference_variance(y)).mean()
 
 # %% ../nbs/06_losses.ipynb #ca0d4edc
 OBJECTIVES = {'reconstruct': lambda: (GalaxyLoss(), []), # the observed view back from it plus added noise, + NT-Xent
-              'neighbour': lambda: (GalaxyLoss(fg_weight=0., bg_weight=0.), [NeighbourTerm()])} # NT-Xent on the same views, + Neighbor2Neighbor on the observed images
+              'neighbour': lambda: (GalaxyLoss(fg_weight=0., bg_weight=0.), [NeighbourTerm()]), # NT-Xent on the same views, + Neighbor2Neighbor on the observed images
+              'blindspot': lambda: (GalaxyLoss(fg_weight=0., bg_weight=0.), [BlindSpotTerm()])} # NT-Xent, + Noise2Self on the observed images
 # objective → (default loss, the callbacks it adds)
 
 # %% ../nbs/06_losses.ipynb #460b42bf

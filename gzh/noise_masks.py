@@ -9,7 +9,7 @@ __all__ = ['LUMA', 'as_images', 'draw_seed', 'affine_matrices', 'colour_matrices
            'dihedral_view', 'dihedral_views', 'undo_dihedral', 'standard_normal', 'add_noise', 'estimate_noise',
            'otsu_threshold', 'sky_threshold', 'dilate', 'erode', 'opening', 'closing', 'smoothed_luminance',
            'foreground_mask', 'Views', 'pair_index', 'make_views', 'ViewsCallback', 'neighbour_picks', 'subsample_pair',
-           'show_views']
+           'blind_spots', 'show_views']
 
 # %% ../nbs/04_noise_masks.ipynb #f5460a08
 import os
@@ -350,6 +350,21 @@ def subsample_pair(x:Tensor, # (B, C, H, W) images
     idx = picks.to(x.device).expand(b, c, h // 2, w // 2, 2)
     pair = cells.gather(-1, idx)
     return pair[..., 0], pair[..., 1]
+
+# %% ../nbs/04_noise_masks.ipynb #65de52d3
+_DONUT = torch.tensor([[0., .25, 0.], [.25, 0., .25], [0., .25, 0.]]) # a pixel's four neighbours, averaged
+
+def blind_spots(x:Tensor, # (B, C, H, W) images
+                spacing:int=4, # one pixel hidden in every `spacing`×`spacing` block
+                generator:torch.Generator|None=None, # for a reproducible phase
+               )->tuple[Tensor, tuple]:
+    "`x` with one pixel in every `spacing`² block, at a random phase, replaced by the mean of its four neighbours (reflected at the edges), and the index that picks those pixels."
+    i, j = torch.randint(spacing, (2,), generator=generator).tolist()
+    spots = (..., slice(i, None, spacing), slice(j, None, spacing))
+    donut = F.conv2d(F.pad(x, (1, 1, 1, 1), mode='reflect'), _DONUT.to(x).expand(x.shape[1], 1, 3, 3), groups=x.shape[1])
+    hidden = x.clone()
+    hidden[spots] = donut[spots]
+    return hidden, spots
 
 # %% ../nbs/04_noise_masks.ipynb #3df2dadb
 _PANELS = ('c1', 'c2', 'n1', 'n2', 'm1', 'm2')

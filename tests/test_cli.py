@@ -185,14 +185,15 @@ def test_bad_image_to_denoise(round_trip, tmp_path, capsys):
     assert 'broken.png' in msg
 
 
-def test_train_neighbour_objective(round_trip, capsys):
-    "Neighbor2Neighbor training from the command line; its model remembers the objective."
+@pytest.mark.parametrize('objective', ['neighbour', 'blindspot'])
+def test_train_below_noise_objective(round_trip, capsys, objective):
+    "Training below the images' own noise from the command line; its model remembers the objective."
     from gzh.train import load_model
     tmp, src = round_trip
     main(['train', '--data', str(src), '--size', '32', '--epochs', '1', '--batch-size', '8', '--width', '8', '--depth', '2',
-          '--objective', 'neighbour', '--out', str(tmp/'n2n'), '--no-progress'])
-    assert load_model(tmp/'n2n'/'model.pth').meta['objective'] == 'neighbour'
-    assert 'objective neighbour' in capsys.readouterr().out  # the run's summary names it
+          '--objective', objective, '--out', str(tmp/objective), '--no-progress'])
+    assert load_model(tmp/objective/'model.pth').meta['objective'] == objective
+    assert f'objective {objective}' in capsys.readouterr().out  # the run's summary names it
 
 
 def test_bad_objective(round_trip, tmp_path, capsys):
