@@ -141,7 +141,7 @@ class GalaxyLoss(nn.Module):
         self.terms = dict(fg=fg.detach(), bg=bg.detach(), **self.bg.terms, contrastive=con.detach(), total=total.detach())
         return total
 
-# %% ../nbs/06_losses.ipynb #f332530e
+# %% ../nbs/06_losses.ipynb #69a4b9d1
 def difference_variance(x:Tensor, # (B, C, H, W) images in [0, 1]
                        )->Tensor:
     "The images' noise variance: half the mean squared difference of horizontal neighbours, at least one 8-bit step squared, held fixed."
@@ -179,7 +179,7 @@ class ObservedTerm(Callback):
 
     def term(self, y:Tensor, generator:torch.Generator|None)->Tensor: raise NotImplementedError
 
-# %% ../nbs/06_losses.ipynb #860451b0
+# %% ../nbs/06_losses.ipynb #2ff1aa33
 class NeighbourTerm(ObservedTerm):
     "`NeighbourLoss` of the model on Neighbor2Neighbor sub-images of the observed batch."
     def __init__(self, weight:float=1., # of the term against the main loss
@@ -192,7 +192,7 @@ class NeighbourTerm(ObservedTerm):
         with torch.no_grad(): f1, f2 = subsample_pair(self.model(y)[0].float(), picks)
         return self.loss(self.model(g1)[0], g2, f1 - f2)
 
-# %% ../nbs/06_losses.ipynb #f2c75c67
+# %% ../nbs/06_losses.ipynb #81f7e985
 class BlindSpotTerm(ObservedTerm):
     "Noise2Self (Batson & Royer 2019): the model's squared error at the pixels `blind_spots` hid from it, against the observed batch, in units of its noise variance."
     def __init__(self, weight:float=1., # of the term against the main loss

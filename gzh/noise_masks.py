@@ -351,7 +351,7 @@ def subsample_pair(x:Tensor, # (B, C, H, W) images
     pair = cells.gather(-1, idx)
     return pair[..., 0], pair[..., 1]
 
-# %% ../nbs/04_noise_masks.ipynb #65de52d3
+# %% ../nbs/04_noise_masks.ipynb #c03ad4de
 _DONUT = torch.tensor([[0., .25, 0.], [.25, 0., .25], [0., .25, 0.]]) # a pixel's four neighbours, averaged
 
 def blind_spots(x:Tensor, # (B, C, H, W) images
