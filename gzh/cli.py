@@ -353,7 +353,7 @@ def write_report(out:Path, # the demo's folder
 @command('demo', 'out epochs size width objective overwrite', show=lambda rep: '\n'.join([metrics_table(rep['metrics']), cluster_summary(rep['clusters']),
                                                                       f"report: {Path(rep['out'])/'report.md'}"]))
 def demo(out:str='demo-out', # output folder
-         epochs:int=6, # one-cycle epochs
+         epochs:int=20, # one-cycle epochs
          size:int=64, # image side in pixels
          width:int=16, # U-Net channels at full resolution
          objective:str='reconstruct', # what the U-Net learns (`gzh.losses.OBJECTIVES`)
