@@ -215,7 +215,7 @@ def metrics_table(res:dict, # metrics by name (`RECON_METRICS`, `top1`, `n_image
     from gzh.losses import NOISY_BASELINE
     from gzh.inference import truth_markdown, residual_markdown
     rows = [f"| {r.split('_', 1)[1].replace('_', ' ')} | {res[r]:.4f} | {res[n]:.4f} |" for r, n in NOISY_BASELINE.items()]
-    truth = f"\n\nDenoised observed images against the noiseless truth:\n{truth_markdown(res['truth'])}" if 'truth' in res else ''
+    truth = f"\n\nDenoised observed images against the noiseless truth:\n{truth_markdown(res['truth'], res.get('read_out', 'reconstruct'))}" if 'truth' in res else ''
     if 'residual' in res: truth = f"\n\n{residual_markdown(res['residual'])}"
     return '\n'.join(['| validation views: metric (fg = galaxy, bg = background) | model output | model input |', '|---|---|---|', *rows,
                       f"\ncontrastive top-1 (each view finds its pair): {res['top1']:.3f} on {res['n_images']} galaxies{res.get('skipped_note', '')}{truth}"])
@@ -236,7 +236,7 @@ def evaluate_model(model_file:str, # a model file written by `gzh train`
     from gzh.data import galaxy_dls
     from gzh.sources import atomic_output
     from gzh.train import load_model, galaxy_learner, evaluate, check_bs
-    from gzh.inference import valid_truth, truth_scores, valid_observed, residual_scores
+    from gzh.inference import valid_truth, truth_scores, valid_observed, residual_scores, read_out
     if bs is not None: check_bs(bs)
     model = load_model(model_file, device=device)
     bs = bs or model.meta.get('bs')
@@ -244,8 +244,9 @@ def evaluate_model(model_file:str, # a model file written by `gzh train`
     dls = galaxy_dls(cache, **({} if bs is None else dict(bs=bs)), device=next(model.parameters()).device, **kwargs)
     if len(dls.valid_ds) < 2: raise ValueError(f"{source}: its validation split holds {len(dls.valid_ds)} galaxy; evaluation needs at least 2 "
                                                "(a larger source, or more rows with split 'valid' in its catalogue)")
+    learn = galaxy_learner(dls, model, checkpoint=None, log=None, progress=False, objective=model.meta.get('objective', 'reconstruct')) # before objectives were saved, all were 'reconstruct'
     res = dict(model=str(model_file), source=str(source), n_images=len(dls.valid_ds), batch_size=dls.valid.bs, n_skipped=len(cache.skipped),
-               **evaluate(galaxy_learner(dls, model, checkpoint=None, log=None, progress=False)))
+               **evaluate(learn), read_out=read_out(model))
     if (vt := valid_truth(cache)) is not None: res['truth'] = truth_scores(model, *vt).to_dict('index')
     else: res['residual'] = residual_scores(model, valid_observed(cache)).to_dict('index')
     if out:

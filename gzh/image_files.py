@@ -19,7 +19,7 @@ from torch import nn
 from . import __version__
 from .sources import (GalaxyDataError, AsinhStretch, FITS_EXTS, check_file, decoding, pil_rgb, open_fits, is_2d_image,
                          fits_shapes, no_2d_image, atomic_output)
-from .inference import denoise
+from .inference import denoise, read_out, turns
 
 # %% ../nbs/08b_image_files.ipynb #1390f497
 def split_name(path)->tuple[str, str]:
@@ -94,9 +94,10 @@ def image_hdus(hdul, # an open FITS file
     return [hdu]
 
 # %% ../nbs/08b_image_files.ipynb #870ad3ca
-def history(model:nn.Module, mode:str='reconstruct', dihedral:bool=True, **_)->str:
+def history(model:nn.Module, mode:str|None=None, dihedral:bool=True, **_)->str:
     "The FITS HISTORY text that says how an image was denoised."
-    how = '8 rotations and flips averaged' if dihedral else 'one orientation'
+    mode = read_out(model, mode)
+    how = '8 rotations and flips averaged' if turns(mode, dihedral) else 'one orientation'
     return f"Denoised by gzh {__version__} ({mode}, {how}) with a model trained on {model.meta.get('size', '?')} px cutouts, through an asinh stretch and back"
 
 # %% ../nbs/08b_image_files.ipynb #8d3a3748

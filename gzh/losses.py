@@ -19,7 +19,8 @@ from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 
-from .noise_masks import as_images, dihedral_view, pair_index, neighbour_picks, subsample_pair, blind_spots
+from .noise_masks import as_images, dihedral_view, pair_index
+from .below_noise import neighbour_picks, subsample_pair, blind_spots, blind_radius
 
 # %% ../nbs/06_losses.ipynb #b343115d
 def _check_pair(x:Tensor, y:Tensor, mask:Tensor|None=None):
@@ -194,13 +195,22 @@ class NeighbourTerm(ObservedTerm):
 
 # %% ../nbs/06_losses.ipynb #81f7e985
 class BlindSpotTerm(ObservedTerm):
-    "Noise2Self (Batson & Royer 2019): the model's squared error at the pixels `blind_spots` hid from it, against the observed batch, in units of its noise variance."
+    "Noise2Self (Batson & Royer 2019): the model's squared error at the centres of the blocks `blind_spots` hid from it, against the observed batch, in units of its noise variance; the blocks as wide as the training images' noise needs (`blind_radius`) unless `radius` is given."
     def __init__(self, weight:float=1., # of the term against the main loss
-                 spacing:int=4, # one pixel hidden in every `spacing`² block
-                ): super().__init__(weight); self.spacing = spacing
+                 radius:int|None=None, # of the hidden blocks (`blind_spots`); None: the model's own (its `meta`), or `blind_radius` of the first 256 training images
+                ): super().__init__(weight); self.radius = radius
+
+    @property
+    def spacing(self)->int: return 4 * max(1, self.radius) # one block in every spacing² cell
+
+    def before_fit(self):
+        model, ds = getattr(self.model, 'module', self.model), self.dls.train.dataset # under DistributedDataParallel, the model it wraps
+        if self.radius is None: self.radius = getattr(model, 'meta', {}).get('blind_radius')
+        if self.radius is None: self.radius = blind_radius(torch.stack([ds[i] for i in range(min(len(ds), 256))]))
+        model.meta = {**getattr(model, 'meta', {}), 'blind_radius': self.radius, 'blind_spacing': self.spacing} # how to read it out (`gzh.inference.denoise`)
 
     def term(self, y:Tensor, generator:torch.Generator|None)->Tensor:
-        hidden, spots = blind_spots(y, self.spacing, generator)
+        hidden, spots = blind_spots(y, self.spacing, self.radius, generator)
         return ((self.model(hidden)[0].float() - y)[spots].square() / difference_variance(y)).mean()
 
 # %% ../nbs/06_losses.ipynb #ca0d4edc

@@ -8,8 +8,7 @@ Docs: https://gzh-astro.github.io/gzh/noise_masks.html.md"""
 __all__ = ['LUMA', 'as_images', 'draw_seed', 'affine_matrices', 'colour_matrices', 'sampling_grid', 'RandomViews', 'view_augment',
            'dihedral_view', 'dihedral_views', 'undo_dihedral', 'standard_normal', 'add_noise', 'estimate_noise',
            'otsu_threshold', 'sky_threshold', 'dilate', 'erode', 'opening', 'closing', 'smoothed_luminance',
-           'foreground_mask', 'Views', 'pair_index', 'make_views', 'ViewsCallback', 'neighbour_picks', 'subsample_pair',
-           'blind_spots', 'show_views']
+           'foreground_mask', 'Views', 'pair_index', 'make_views', 'ViewsCallback', 'show_views']
 
 # %% ../nbs/04_noise_masks.ipynb #f5460a08
 import os
@@ -328,43 +327,6 @@ class ViewsCallback(Callback):
         g = None if self.training else torch.Generator().manual_seed(self.valid_seed + self.iter)
         v = make_views(x, g, self.augment, **self.params)
         self.learn.xb, self.learn.yb, self.observed = (v.noisy,), (v.clean, v.mask), x
-
-# %% ../nbs/04_noise_masks.ipynb #d7ca937e
-_PAIRS = torch.tensor([[0, 1], [0, 2], [1, 3], [2, 3], [1, 0], [2, 0], [3, 1], [3, 2]]) # a 2×2 cell's pixels 0 1 / 2 3: ordered neighbours
-
-def neighbour_picks(shape:tuple, # (B, C, H, W) of the images, H and W even
-                    generator:torch.Generator|None=None, # for reproducible draws
-                   )->Tensor: # (B, 1, H/2, W/2, 2) indices into each cell's 4 pixels
-    "For every 2×2 cell of each image, a random ordered pair of neighbouring pixels."
-    b, _, h, w = shape
-    if h % 2 or w % 2: raise ValueError(f"neighbour pairs need an even image side; got {h}×{w}")
-    return _PAIRS[torch.randint(len(_PAIRS), (b, 1, h // 2, w // 2), generator=generator)]
-
-# %% ../nbs/04_noise_masks.ipynb #ac20a485
-def subsample_pair(x:Tensor, # (B, C, H, W) images
-                   picks:Tensor, # from `neighbour_picks` for this shape
-                  )->tuple[Tensor, Tensor]:
-    "The two half-resolution images g1(x), g2(x) that `picks` selects: one pixel of each 2×2 cell each."
-    b, c, h, w = x.shape
-    cells = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(b, c, h // 2, w // 2, 4)
-    idx = picks.to(x.device).expand(b, c, h // 2, w // 2, 2)
-    pair = cells.gather(-1, idx)
-    return pair[..., 0], pair[..., 1]
-
-# %% ../nbs/04_noise_masks.ipynb #c03ad4de
-_DONUT = torch.tensor([[0., .25, 0.], [.25, 0., .25], [0., .25, 0.]]) # a pixel's four neighbours, averaged
-
-def blind_spots(x:Tensor, # (B, C, H, W) images
-                spacing:int=4, # one pixel hidden in every `spacing`×`spacing` block
-                generator:torch.Generator|None=None, # for a reproducible phase
-               )->tuple[Tensor, tuple]:
-    "`x` with one pixel in every `spacing`² block, at a random phase, replaced by the mean of its four neighbours (reflected at the edges), and the index that picks those pixels."
-    i, j = torch.randint(spacing, (2,), generator=generator).tolist()
-    spots = (..., slice(i, None, spacing), slice(j, None, spacing))
-    donut = F.conv2d(F.pad(x, (1, 1, 1, 1), mode='reflect'), _DONUT.to(x).expand(x.shape[1], 1, 3, 3), groups=x.shape[1])
-    hidden = x.clone()
-    hidden[spots] = donut[spots]
-    return hidden, spots
 
 # %% ../nbs/04_noise_masks.ipynb #3df2dadb
 _PANELS = ('c1', 'c2', 'n1', 'n2', 'm1', 'm2')

@@ -343,7 +343,7 @@ def fit_galaxies(source:str|list='demo', # a `gzh.data.load_cache` source, or a 
             raise FloatingPointError(f"training stopped on a non-finite loss at {learn.nan_stop}; "
                                      + (f"the run in {out} is left as it was" if overwrite else f"the last good checkpoint is in {out}"))
         meta = {k: v for k, v in run_facts(dls, model).items() if k not in model.config}
-        if rank_distrib() == 0: save_model(learn.model, run_dir/'model.pth', **meta, epochs=epochs, seed=seed, objective=learn.objective)
+        if rank_distrib() == 0: save_model(learn.model, run_dir/'model.pth', **meta, **getattr(learn.model, 'meta', {}), epochs=epochs, seed=seed, objective=learn.objective)
     learn.path = out
     return learn
 
