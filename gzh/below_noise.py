@@ -74,7 +74,7 @@ def sky_correlation(x:Tensor, # (B, C, H, W) images, uint8 or float in [0, 1]
 
 # %% ../nbs/04b_below_noise.ipynb #blindrad1
 def blind_radius(x:Tensor, # (B, C, H, W) images, uint8 or float in [0, 1]
-                 threshold:float=0.1, # the noise correlation a visible pixel may keep with a hidden one
+                 threshold:float=0.05, # the noise correlation a visible pixel may keep with a hidden one
                  max_radius:int=3, # the widest block
                 )->int:
     "The smallest radius of `blind_spots`' blocks whose nearest visible pixels, radius + 1 away, have noise correlated under `threshold` with the hidden centre's (`sky_correlation`), `max_radius` at most."
