@@ -98,11 +98,13 @@ def blind_readout(model:nn.Module, # a `GalaxyUNet` trained with the `'blindspot
 # %% ../nbs/08_inference.ipynb #readout01
 MODES = ('reconstruct', 'blindspot', 'noisier2noise') # `denoise`'s read-outs
 
+def _blind_radius(model:nn.Module)->int|None: return getattr(model, 'meta', {}).get('blind_radius') # None: not trained with blind spots
+
 def read_out(model:nn.Module, # a trained `GalaxyUNet`
              mode:str|None=None, # one of `MODES`; None: the model's own
             )->str:
     "`mode` checked against `model`, or for None the model's own: 'blindspot' where it was trained on blocks wider than a pixel (its `meta`), else 'reconstruct'."
-    radius = getattr(model, 'meta', {}).get('blind_radius')
+    radius = _blind_radius(model)
     if mode is None: return 'blindspot' if radius else 'reconstruct'
     if mode not in MODES: raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     if mode == 'blindspot' and radius is None:
@@ -200,7 +202,7 @@ def denoised_by(model:nn.Module, # a trained `GalaxyUNet`
                 pedestal:bool=False, # keep the clipped sky's pedestal in the model's output (`denoise`)
                )->dict:
     "Method name → `observed` denoised by it: each of the model's modes, then each classical denoiser."
-    modes = modes or ('reconstruct', 'blindspot' if 'blind_radius' in getattr(model, 'meta', {}) else 'noisier2noise')
+    modes = modes or ('reconstruct', 'noisier2noise' if _blind_radius(model) is None else 'blindspot')
     return {**{m: denoise(model, observed, m, pedestal=pedestal).cpu() for m in modes}, **{m: classical_denoise(observed, m) for m in classical}}
 
 # %% ../nbs/08_inference.ipynb #82b00daf
