@@ -20,7 +20,7 @@ from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, denoise_
 
 from itertools import product
 from .noise_masks import as_images, foreground_mask, dilate, dihedral_views, undo_dihedral, estimate_noise
-from .below_noise import blind_spots
+from .below_noise import blind_spots, sky_mask, sky_fluctuations
 from .losses import masked_psnr, masked_ssim, masked_mean
 from .sources import split_idxs
 
@@ -261,18 +261,14 @@ def _corr(a:Tensor, b:Tensor, w:Tensor)->Tensor:
     cov = masked_mean(centred(a, ma) * centred(b, mb), w)
     return cov / (masked_mean(centred(a, ma)**2, w) * masked_mean(centred(b, mb)**2, w)).sqrt()
 
-def _spread(v:Tensor, w:Tensor)->Tensor:
-    "Per-image standard deviation of `v` (B, C, H, W) over the pixels of the mask `w`, each channel about its own mean."
-    return masked_mean((v - (v * w).sum((2, 3), keepdim=True) / w.sum((2, 3), keepdim=True).clamp_min(1))**2, w).sqrt()
-
 def residual_check(observed:Tensor, # (B, C, H, W) float images in [0, 1]
                    denoised:Tensor, # the denoiser's output for them
                   )->dict:
-    "Medians over images of the residual's background std / σ and mean / σ (σ: the observed background's own std) and of its correlation with the denoised galaxy."
-    r, gal = observed - denoised, foreground_mask(denoised)
-    sigma = _spread(observed, 1 - gal)
-    med = lambda v: v.nanmedian().item()
-    return {'background std / σ': med(_spread(r, 1 - gal) / sigma), 'background mean / σ': med(masked_mean(r, 1 - gal) / sigma),
+    "Medians over images of the residual's sky std / σ and mean / σ, and of its correlation with the denoised galaxy; σ is the observed sky's noise: the std of its fluctuations (`sky_fluctuations`), as the residual's."
+    r, gal, sky = observed - denoised, foreground_mask(denoised), sky_mask(denoised)
+    noise = lambda v: masked_mean(sky_fluctuations(v, sky)**2, sky).sqrt()
+    sigma, med = noise(observed), lambda v: v.nanmedian().item()
+    return {'background std / σ': med(noise(r) / sigma), 'background mean / σ': med(masked_mean(r, sky) / sigma),
             'galaxy corr(residual, denoised)': med(_corr(r, denoised, gal))}
 
 # %% ../nbs/08_inference.ipynb #81f35fce

@@ -41,3 +41,17 @@ def test_denoise_inputs_and_modes(blob_batch):
     assert model.training  # mode restored
     with pytest.raises(ValueError, match="mode must be"): denoise(model, u8, 'blur')
     with pytest.raises(ValueError, match=r"got shape \(3, 48, 48\)"): denoise(model, np.zeros((3, 48, 48), np.uint8))
+
+
+@pytest.mark.parametrize('source', ['demo', 'cosmos'])
+def test_residual_check_scores_the_truth_as_the_noise(source, request, tmp_path):
+    "The ideal denoiser returns the truth; its residual is the noise, so the check must score it at 1 σ even where the sky holds faint wings and the noise is blurred over neighbours."
+    from kornia.filters import gaussian_blur2d
+    from gzh.data import load_cache
+    from gzh.inference import residual_check, valid_truth
+    name = 'demo' if source == 'demo' else f"cosmos_truth:{request.getfixturevalue('shared_data')/'cosmos-stamps'/'real_galaxy_catalog_26_extension_example.fits'}"
+    observed, truth = valid_truth(load_cache(name, size=64, cache_dir=tmp_path, progress=False))
+    noise = observed - truth
+    blurred = gaussian_blur2d(noise, (5, 5), (0.8, 0.8))
+    for obs in (observed, (truth + blurred * noise.std() / blurred.std()).clamp(0, 1)):
+        assert abs(residual_check(obs, truth)['background std / σ'] - 1) < 0.05
