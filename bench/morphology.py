@@ -3,7 +3,7 @@
     python bench/morphology.py --data CATALOGUE [CATALOGUE ...] --label COLUMN [--classes C ...] [--model MODEL]
                                [--crop C] [--size S] [--epochs N] [--batch-size B] [--width W] [--objective O]
                                [--contrastive-weight W] [--temperature T] [--grayscale P] [--saturation S] [--features F] [--no-dihedral] [--reduce R] [--dims N]
-                               [--min-cluster-size N] [--seed N] --out DIR
+                               [--min-cluster-size N] [--simclr-epochs N] [--seed N] --out DIR
 
 CATALOGUE is any `gzh.data.load_cache` source with a class column COLUMN, e.g. the Galaxy Zoo 1 SDSS set:
 `--data ../shared/data/gz1-sdss/catalog.csv --label morphology --classes elliptical spiral edge_on`. Several
@@ -13,13 +13,15 @@ With `--model` (a file written by `gzh.train.save_model`) it measures that model
 `gzh.train.fit_galaxies`' default recipe, with the objective that embeds morphology best, `reconstruct` (`--epochs`, `--batch-size`, `--width`, `--objective`, the loss and the colour options override it; labels unused) on every galaxy of the
 catalogue's training split and saves it as DIR/model.pth. Then it embeds every galaxy with the model (`--features`,
 averaged over the 8 rotations and flips unless `--no-dihedral`), with an untrained GalaxyUNet of the same shape
-(seeded, embedded alike) and with raw-pixel PCA(64) (`gzh.probes.pixel_pca`), and runs
+(seeded, embedded alike), with raw-pixel PCA(64) (`gzh.probes.pixel_pca`) and with stock SimCLR (`gzh.unet.StockSimCLR`,
+a ResNet-18 trained by NT-Xent alone on the same views and galaxies, `--simclr-epochs`, by default as many as the
+model's; 0 leaves it out), and runs
 `gzh.morphology.morphology_report` on the held-out split (`gzh.probes.probe_split`, the galaxies training held out),
 restricted to `--classes` (default: every known class): kNN and logistic accuracy, balanced accuracy and macro-F1,
 the few-shot curve (10/30/100 labels per class, 10 draws), HDBSCAN and best-K-means (k = 3..8) clusters against the
 label (after `--reduce` to `--dims` dimensions: by default UMAP to 2, the reduction that puts most galaxies in a
 cluster), and the R² of any `*_fraction` column. It writes DIR/morphology.json and DIR/confusion_<features>.png,
-and prints one table with the model's column beside pixel PCA and the untrained network.
+and prints one table with the model's column beside pixel PCA, the untrained network and stock SimCLR.
 """
 import argparse, inspect, json, time
 from pathlib import Path
@@ -30,15 +32,17 @@ import torch
 import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
+from fastai.torch_core import set_seed
 
 from gzh.cluster import load_embeddings
-from gzh.data import load_cache
+from gzh.data import load_cache, galaxy_dls
 from gzh.embed import FEATURES, embed
 from gzh.morphology import morphology_report, plot_confusion, report_table
 from gzh.probes import pixel_pca
 from gzh.losses import GalaxyLoss, OBJECTIVES
 from gzh.noise_masks import view_augment
-from gzh.unet import GalaxyUNet
+from gzh.unet import GalaxyUNet, StockSimCLR
+from gzh.train import fit_galaxies, load_model, galaxy_learner, fit_cycle
 
 
 TRAIN_CROP = 0.35 # the crop that trained best on survey cutouts whose galaxy fills their middle (0.35 beat 'auto' and 1)
@@ -54,12 +58,10 @@ def crop_value(s:str):
 def get_model(a, out:Path):
     "The model to measure, how it was obtained, and the image size and crop to embed with."
     if a.model:
-        from gzh.train import load_model
         model = load_model(a.model, device='cpu')
         meta = getattr(model, 'meta', {}) or {}
         size, crop = a.size or meta.get('size', 64), a.crop if a.crop is not None else meta.get('crop', 1.)
         return model, f'loaded {a.model}', load_cache(a.data, size=size, crop=crop, progress=False)
-    from gzh.train import fit_galaxies
     size = a.size or inspect.signature(fit_galaxies).parameters['size'].default
     crop = a.crop if a.crop is not None else TRAIN_CROP
     cache = load_cache(a.data, size=size, crop=crop, progress=False)
@@ -76,11 +78,23 @@ def get_model(a, out:Path):
     return model.cpu().eval(), f'trained ({said}) in {time.perf_counter() - t:.0f} s -> {out/"model.pth"}', cache
 
 
-def features(model, cache, seed:int=0, **embed_kw)->tuple:
-    "Frozen features per name (the model, an untrained GalaxyUNet of its shape, pixel PCA) and the catalogue columns."
+def stock_simclr(cache, epochs:int, bs:int, seed:int, out:Path)->StockSimCLR:
+    "SimCLR as a user would train it: `StockSimCLR`, NT-Xent alone, on gzh's views of the cache's training galaxies, with gzh's one-cycle schedule."
+    set_seed(seed, reproducible=True)
+    learn = galaxy_learner(galaxy_dls(cache, bs=bs), StockSimCLR(), loss_func=GalaxyLoss(fg_weight=0., bg_weight=0., contrastive_weight=1.),
+                           objective='reconstruct', path=out/'stock_simclr', checkpoint=None, log=None, progress=False)
+    t = time.perf_counter()
+    fit_cycle(learn, epochs, learn.lr)
+    print(f'stock SimCLR: {epochs} epochs, batch {bs}, in {time.perf_counter() - t:.0f} s')
+    return learn.model.cpu().eval()
+
+
+def features(model, cache, seed:int=0, simclr:StockSimCLR|None=None, **embed_kw)->tuple:
+    "Frozen features per name (the model, an untrained GalaxyUNet of its shape, stock SimCLR when given, pixel PCA) and the catalogue columns."
     torch.manual_seed(seed)
     feats = {}
-    for name, m in (('gzh', model), ('untrained', GalaxyUNet(**model.config))):
+    for name, m in (('gzh', model), ('untrained', GalaxyUNet(**model.config)), ('stock_simclr', simclr)):
+        if m is None: continue
         X, meta = load_embeddings(embed(m, cache, device='cpu', **embed_kw)); feats[name] = X
     feats['pixel_pca'] = pixel_pca(np.asarray(cache.images), 64, seed=seed)
     return feats, meta
@@ -119,21 +133,25 @@ def main(argv=None):
     p.add_argument('--reduce', default='umap', choices=('pca', 'umap'), help='reduction before clustering (default: umap)')
     p.add_argument('--dims', type=int, default=2, help='dimensions the reduction keeps (default: 2)')
     p.add_argument('--min-cluster-size', type=int, help="HDBSCAN's minimum cluster size (default: gzh.cluster.run_hdbscan's)")
+    p.add_argument('--simclr-epochs', type=int, help="epochs of the stock SimCLR baseline (default: the model's, else fit_galaxies'; 0: none)")
     p.add_argument('--seed', type=int, default=0, help='seeds the untrained network, pixel PCA, few-shot draws and clusters')
     p.add_argument('--out', required=True, help='folder for morphology.json, the confusion figures and, when training, model.pth')
     a = p.parse_args(argv)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     model, how, cache = get_model(a, out)
     print(f'model: {how}; config {model.config}; images: {cache.size} px, crop {cache.crop}; {len(cache.images)} galaxies')
+    run, default = getattr(model, 'meta', {}) or {}, lambda k: inspect.signature(fit_galaxies).parameters[k].default
+    simclr_epochs = a.simclr_epochs if a.simclr_epochs is not None else run.get('epochs', a.epochs or default('epochs'))
+    simclr = stock_simclr(cache, simclr_epochs, run.get('bs', a.batch_size or default('bs')), a.seed, out) if simclr_epochs else None
     t = time.perf_counter()
-    feats, meta = features(model, cache, a.seed, features=a.features, dihedral=a.dihedral)
+    feats, meta = features(model, cache, a.seed, simclr, features=a.features, dihedral=a.dihedral)
     print(f'embedded ({a.features}{", dihedral" if a.dihedral else ""}) in {time.perf_counter() - t:.0f} s')
     t = time.perf_counter()
     rep = morphology_report(feats, meta, a.label, a.classes, seed=a.seed,
                             cluster_kw=dict(reduce_method=a.reduce, n_components=a.dims, min_cluster_size=a.min_cluster_size))
     print(f"\n{a.label} on the valid split: {rep['n_valid']} galaxies {rep['valid_counts']} (train {rep['n_train']}); "
           f"report in {time.perf_counter() - t:.0f} s")
-    table = report_table(rep)[['gzh', 'pixel_pca', 'untrained']]
+    table = report_table(rep)[[c for c in ('gzh', 'stock_simclr', 'untrained', 'pixel_pca') if c in feats]]
     with pd.option_context('display.width', 200, 'display.max_rows', 200): print(table.map(lambda v: f'{v:.3f}' if isinstance(v, float) else v).to_string())
     rep.update(model=how, data=a.data, size=cache.size, crop=cache.crop, features_used=a.features, dihedral=a.dihedral,
                reduce=a.reduce, dims=a.dims, figures=save_confusions(rep, out))

@@ -202,3 +202,20 @@ def test_load_model_rejects_other_files(tmp_path):
     with pytest.raises(ValueError, match=r'garbage\.pth is not a gzh model file'): load_model(tmp_path/'garbage.pth')
     torch.save(GalaxyUNet(**TINY).state_dict(), tmp_path/'bare.pth') # a plain state_dict: no config
     with pytest.raises(ValueError, match=r'bare\.pth is not a gzh model file'): load_model(tmp_path/'bare.pth')
+
+
+def test_stock_simclr_trains_in_the_galaxy_loop(tiny_cache, tmp_path):
+    "The embedding baseline (`StockSimCLR`, NT-Xent alone) trains with the same learner and views, and embeds like a GalaxyUNet."
+    from gzh.data import galaxy_dls
+    from gzh.embed import embed
+    from gzh.cluster import load_embeddings
+    from gzh.train import galaxy_learner, fit_cycle
+    from gzh.unet import StockSimCLR
+    model = StockSimCLR()
+    before = model.encoder.conv1.weight.detach().clone()
+    learn = galaxy_learner(galaxy_dls(tiny_cache, bs=8, device='cpu'), model, loss_func=GalaxyLoss(fg_weight=0., bg_weight=0., contrastive_weight=1.),
+                           objective='reconstruct', path=tmp_path, checkpoint=None, log=None, progress=False)
+    fit_cycle(learn, 1, learn.lr)
+    assert not torch.equal(before, model.encoder.conv1.weight) and np.isfinite(learn.recorder.losses[-1].item())
+    X, meta = load_embeddings(embed(model, tiny_cache, device='cpu'))
+    assert X.shape == (len(tiny_cache.images), 512) and np.isfinite(X).all()
