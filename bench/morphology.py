@@ -49,6 +49,11 @@ TRAIN_CROP = 0.35 # the crop that trained best on survey cutouts whose galaxy fi
 TRAIN_OBJECTIVE = 'reconstruct' # the objective that embeds morphology best (kNN balanced accuracy 0.78 against 0.72 for fit_galaxies' default, 'blindspot')
 
 
+def fit_default(name:str):
+    "The default of one of `fit_galaxies`' arguments."
+    return inspect.signature(fit_galaxies).parameters[name].default
+
+
 def crop_value(s:str):
     "`--crop`: a fraction of the side, or a named mode of the data layer (e.g. 'auto')."
     try: return float(s)
@@ -62,7 +67,7 @@ def get_model(a, out:Path):
         meta = getattr(model, 'meta', {}) or {}
         size, crop = a.size or meta.get('size', 64), a.crop if a.crop is not None else meta.get('crop', 1.)
         return model, f'loaded {a.model}', load_cache(a.data, size=size, crop=crop, progress=False)
-    size = a.size or inspect.signature(fit_galaxies).parameters['size'].default
+    size = a.size or fit_default('size')
     crop = a.crop if a.crop is not None else TRAIN_CROP
     cache = load_cache(a.data, size=size, crop=crop, progress=False)
     kw = {k: v for k, v in dict(epochs=a.epochs, bs=a.batch_size, model_kw=a.width and dict(width=a.width), objective=a.objective).items() if v is not None}
@@ -78,15 +83,15 @@ def get_model(a, out:Path):
     return model.cpu().eval(), f'trained ({said}) in {time.perf_counter() - t:.0f} s -> {out/"model.pth"}', cache
 
 
-def stock_simclr(cache, epochs:int, bs:int, seed:int, out:Path)->StockSimCLR:
-    "SimCLR as a user would train it: `StockSimCLR`, NT-Xent alone, on gzh's views of the cache's training galaxies, with gzh's one-cycle schedule."
+def stock_simclr(cache, epochs:int, bs:int, seed:int, out:Path):
+    "SimCLR as a user would train it: `StockSimCLR`, NT-Xent alone, on gzh's views of the cache's training galaxies, with gzh's one-cycle schedule; the trained `Learner`."
     set_seed(seed, reproducible=True)
     learn = galaxy_learner(galaxy_dls(cache, bs=bs), StockSimCLR(), loss_func=GalaxyLoss(fg_weight=0., bg_weight=0., contrastive_weight=1.),
                            objective='reconstruct', path=out/'stock_simclr', checkpoint=None, log=None, progress=False)
     t = time.perf_counter()
     fit_cycle(learn, epochs, learn.lr)
     print(f'stock SimCLR: {epochs} epochs, batch {bs}, in {time.perf_counter() - t:.0f} s')
-    return learn.model.cpu().eval()
+    return learn
 
 
 def features(model, cache, seed:int=0, simclr:StockSimCLR|None=None, **embed_kw)->tuple:
@@ -140,9 +145,9 @@ def main(argv=None):
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     model, how, cache = get_model(a, out)
     print(f'model: {how}; config {model.config}; images: {cache.size} px, crop {cache.crop}; {len(cache.images)} galaxies')
-    run, default = getattr(model, 'meta', {}) or {}, lambda k: inspect.signature(fit_galaxies).parameters[k].default
-    simclr_epochs = a.simclr_epochs if a.simclr_epochs is not None else run.get('epochs', a.epochs or default('epochs'))
-    simclr = stock_simclr(cache, simclr_epochs, run.get('bs', a.batch_size or default('bs')), a.seed, out) if simclr_epochs else None
+    run = getattr(model, 'meta', {}) or {}
+    simclr_epochs = a.simclr_epochs if a.simclr_epochs is not None else run.get('epochs', a.epochs or fit_default('epochs'))
+    simclr = stock_simclr(cache, simclr_epochs, run.get('bs', a.batch_size or fit_default('bs')), a.seed, out).model.cpu().eval() if simclr_epochs else None
     t = time.perf_counter()
     feats, meta = features(model, cache, a.seed, simclr, features=a.features, dihedral=a.dihedral)
     print(f'embedded ({a.features}{", dihedral" if a.dihedral else ""}) in {time.perf_counter() - t:.0f} s')

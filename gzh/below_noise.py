@@ -61,10 +61,10 @@ def blind_spots(x:Tensor, # (B, C, H, W) images
     return torch.where(block, fill, x), spots
 
 # %% ../nbs/04b_below_noise.ipynb #skyfluct1
-def sky_mask(x:Tensor, # (B, C, H, W) float images in [0, 1]
+def sky_mask(galaxy:Tensor, # (B, 1, H, W) the images' `foreground_mask`
             )->Tensor: # (B, 1, H, W)
-    "The sky: outside each image's `foreground_mask`, grown by 3 pixels."
-    return 1 - dilate(foreground_mask(x), 7)
+    "The sky: outside the galaxy, grown by 3 pixels."
+    return 1 - dilate(galaxy, 7)
 
 def sky_fluctuations(x:Tensor, # (B, C, H, W) float images
                      sky:Tensor, # (B, 1, H, W) the sky pixels (`sky_mask`)
@@ -81,7 +81,7 @@ def sky_correlation(x:Tensor, # (B, C, H, W) images, uint8 or float in [0, 1]
                    )->Tensor:
     "Correlation (max_lag,) of the sky's fluctuations (`sky_fluctuations`) between pixels 1 … `max_lag` apart along the rows and columns."
     x = as_images(x)
-    d = sky_fluctuations(x, sky_mask(x), scale)
+    d = sky_fluctuations(x, sky_mask(foreground_mask(x)), scale)
     def corr(a, b): return (a * b).sum() / (a.square().sum() * b.square().sum()).sqrt()
     return torch.stack([(corr(d[..., l:], d[..., :-l]) + corr(d[..., l:, :], d[..., :-l, :])) / 2 for l in range(1, max_lag + 1)])
 

@@ -265,7 +265,8 @@ def residual_check(observed:Tensor, # (B, C, H, W) float images in [0, 1]
                    denoised:Tensor, # the denoiser's output for them
                   )->dict:
     "Medians over images of the residual's sky std / σ and mean / σ, and of its correlation with the denoised galaxy; σ is the observed sky's noise: the std of its fluctuations (`sky_fluctuations`), as the residual's."
-    r, gal, sky = observed - denoised, foreground_mask(denoised), sky_mask(denoised)
+    r, gal = observed - denoised, foreground_mask(denoised)
+    sky = sky_mask(gal)
     noise = lambda v: masked_mean(sky_fluctuations(v, sky)**2, sky).sqrt()
     sigma, med = noise(observed), lambda v: v.nanmedian().item()
     return {'background std / σ': med(noise(r) / sigma), 'background mean / σ': med(masked_mean(r, sky) / sigma),

@@ -205,17 +205,16 @@ def test_load_model_rejects_other_files(tmp_path):
 
 
 def test_stock_simclr_trains_in_the_galaxy_loop(tiny_cache, tmp_path):
-    "The embedding baseline (`StockSimCLR`, NT-Xent alone) trains with the same learner and views, and embeds like a GalaxyUNet."
-    from gzh.data import galaxy_dls
+    "The embedding baseline of bench/morphology.py (`StockSimCLR`, NT-Xent alone) trains with the same learner and views, and embeds like a GalaxyUNet."
+    import importlib.util
     from gzh.embed import embed
     from gzh.cluster import load_embeddings
-    from gzh.train import galaxy_learner, fit_cycle
-    from gzh.unet import StockSimCLR
-    model = StockSimCLR()
-    before = model.encoder.conv1.weight.detach().clone()
-    learn = galaxy_learner(galaxy_dls(tiny_cache, bs=8, device='cpu'), model, loss_func=GalaxyLoss(fg_weight=0., bg_weight=0., contrastive_weight=1.),
-                           objective='reconstruct', path=tmp_path, checkpoint=None, log=None, progress=False)
-    fit_cycle(learn, 1, learn.lr)
+    spec = importlib.util.spec_from_file_location('bench_morphology', Path(__file__).parents[1]/'bench'/'morphology.py')
+    bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
+    bench.set_seed(0, reproducible=True)
+    before = bench.StockSimCLR().encoder.conv1.weight.detach()  # the weights stock_simclr starts from, seeded alike
+    learn = bench.stock_simclr(tiny_cache, epochs=1, bs=8, seed=0, out=tmp_path)
+    model = learn.model
     assert not torch.equal(before, model.encoder.conv1.weight) and np.isfinite(learn.recorder.losses[-1].item())
     X, meta = load_embeddings(embed(model, tiny_cache, device='cpu'))
     assert X.shape == (len(tiny_cache.images), 512) and np.isfinite(X).all()
