@@ -1,4 +1,4 @@
-"""Clean images with a trained model: its reconstruction, or Noisier2Noise's estimate from added noise matched to the image's own, with a robust estimate of that noise.
+"""Clean images with a trained model, read out as it was trained: its reconstruction, a blind-spot read-out, or from inputs with added noise matched to the image's own (Recorrupted-to-Recorrupted, Noisier2Noise); scores against the truth beside classical denoisers, and residual checks without one.
 
 Docs: https://gzh-astro.github.io/gzh/inference.html.md"""
 
@@ -20,7 +20,7 @@ from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, denoise_
 
 from itertools import product
 from .noise_masks import as_images, foreground_mask, dilate, dihedral_views, undo_dihedral, estimate_noise
-from .below_noise import blind_spots, sky_mask, sky_fluctuations
+from .below_noise import blind_spots, sky_mask, sky_fluctuations, signal_noise
 from .losses import masked_psnr, masked_ssim, masked_mean
 from .sources import split_idxs
 
@@ -28,8 +28,8 @@ from .sources import split_idxs
 def matched_noise(x:Tensor, # (B, C, H, W) images
                   alpha:float=1., # std of the added noise relative to the image's own
                  )->Tensor:
-    "`x` plus Gaussian noise of `alpha` × its own estimated noise level."
-    return x + alpha * estimate_noise(x) * torch.randn_like(x)
+    "`x` plus Gaussian noise of `alpha` × its own level at each pixel (`signal_noise`)."
+    return x + alpha * signal_noise(x) * torch.randn_like(x)
 
 # %% ../nbs/08_inference.ipynb #0daf759a
 def image_batch(images, # (B, C, H, W) uint8 (0–255) or float (0–1) tensor or array
@@ -96,18 +96,21 @@ def blind_readout(model:nn.Module, # a `GalaxyUNet` trained with the `'blindspot
     return out
 
 # %% ../nbs/08_inference.ipynb #readout01
-MODES = ('reconstruct', 'blindspot', 'noisier2noise') # `denoise`'s read-outs
+MODES = ('reconstruct', 'blindspot', 'recorrupted', 'noisier2noise') # `denoise`'s read-outs
 
-def _blind_radius(model:nn.Module)->int|None: return getattr(model, 'meta', {}).get('blind_radius') # None: not trained with blind spots
+def _own_mode(meta:dict)->str:
+    if meta.get('blind_radius'): return 'blindspot' # blocks wider than a pixel; a one-pixel blind spot reads out plain
+    if 'recorrupt' in meta: return 'recorrupted' if meta['recorrupt'] else 'noisier2noise'
+    return 'reconstruct'
 
 def read_out(model:nn.Module, # a trained `GalaxyUNet`
              mode:str|None=None, # one of `MODES`; None: the model's own
             )->str:
-    "`mode` checked against `model`, or for None the model's own: 'blindspot' where it was trained on blocks wider than a pixel (its `meta`), else 'reconstruct'."
-    radius = _blind_radius(model)
-    if mode is None: return 'blindspot' if radius else 'reconstruct'
+    "`mode` checked against `model`, or for None the model's own, as its `meta` says it was trained: 'blindspot' for blocks wider than a pixel, 'recorrupted' or 'noisier2noise' for added noise (`AddedNoiseTerm`), else 'reconstruct'."
+    meta = getattr(model, 'meta', {})
+    if mode is None: return _own_mode(meta)
     if mode not in MODES: raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-    if mode == 'blindspot' and radius is None:
+    if mode == 'blindspot' and meta.get('blind_radius') is None:
         raise ValueError("mode 'blindspot' needs a model trained with the 'blindspot' objective: its meta says how it hid pixels (blind_radius, blind_spacing)")
     return mode
 
@@ -122,10 +125,10 @@ def turns(mode:str, # a checked mode (`read_out`)
 @torch.no_grad()
 def denoise(model:nn.Module, # a trained `GalaxyUNet`
             images, # (B, C, H, W) uint8 (0–255) or float (0–1) tensor or array
-            mode:str|None=None, # None: the model's own (`read_out`); 'reconstruct': f(N); 'blindspot': `blind_readout`; 'noisier2noise': ((1+α²) f(Z) − Z)/α²
-            noise=None, # callable adding noise matched to the images' own; default `matched_noise`
-            alpha:float=1., # added-noise std relative to the image's own (noisier2noise)
-            n_samples:int=4, # draws of Z averaged (noisier2noise)
+            mode:str|None=None, # None: the model's own (`read_out`); 'reconstruct': f(N); 'blindspot': `blind_readout`; 'recorrupted': f(Z); 'noisier2noise': ((1+α²) f(Z) − Z)/α²
+            noise=None, # callable making Z: the images plus noise matched to their own; default `matched_noise`
+            alpha:float|None=None, # added noise's std relative to the image's own; None: the model's (its `meta`), else 1
+            n_samples:int=4, # draws of Z averaged (recorrupted, noisier2noise)
             bs:int=64, # batch size
             dihedral:bool=True, # average the estimates of the 8 rotations and flips (`dihedral_views`), each turned back (8× the work; not for the blind read-out, `turns`)
             pedestal:bool=False, # keep the clipped sky's pedestal; False: take it off (`remove_pedestal`)
@@ -133,6 +136,7 @@ def denoise(model:nn.Module, # a trained `GalaxyUNet`
     "Clean images of any size with `model` (padded to what its depth divides, `centre_pad`), in [0, 1] float on the model's device."
     mode = read_out(model, mode)
     dihedral, x = turns(mode, dihedral), image_batch(images)
+    alpha = alpha or getattr(model, 'meta', {}).get('noise_alpha', 1.)
     noise = noise or (lambda b: matched_noise(b, alpha))
     dev, was_training = next(model.parameters()).device, model.training
     k = 2 ** model.config['depth'] if hasattr(model, 'config') else 1
@@ -140,6 +144,7 @@ def denoise(model:nn.Module, # a trained `GalaxyUNet`
     def estimate(b):
         if mode == 'reconstruct': return model(b)[0]
         if mode == 'blindspot': return blind_readout(model, b, model.meta['blind_spacing'], model.meta['blind_radius'])
+        if mode == 'recorrupted': return torch.stack([model(noise(b))[0] for _ in range(n_samples)]).mean(0)
         return torch.stack([((1 + alpha**2) * model(z)[0] - z) / alpha**2 for z in (noise(b) for _ in range(n_samples))]).mean(0).clamp(0, 1)
     try:
         outs = []
@@ -197,12 +202,12 @@ def truth_table(observed:Tensor, # (B, C, H, W) float images in [0, 1]
 # %% ../nbs/08_inference.ipynb #32917fa4
 def denoised_by(model:nn.Module, # a trained `GalaxyUNet`
                 observed:Tensor, # (B, C, H, W) float images in [0, 1]
-                modes=None, # `denoise` modes of the model; None: 'reconstruct', and 'blindspot' for a model trained so, else 'noisier2noise'
+                modes=None, # `denoise` modes of the model; None: 'reconstruct' and the model's own (`read_out`), or 'noisier2noise' for a plain reconstruct model
                 classical=('nl_means', 'tv', 'wavelet'), # `CLASSICAL` methods beside it (BM3D takes seconds an image)
                 pedestal:bool=False, # keep the clipped sky's pedestal in the model's output (`denoise`)
                )->dict:
     "Method name → `observed` denoised by it: each of the model's modes, then each classical denoiser."
-    modes = modes or ('reconstruct', 'noisier2noise' if _blind_radius(model) is None else 'blindspot')
+    modes = modes or ('reconstruct', {'reconstruct': 'noisier2noise'}.get(own := read_out(model), own))
     return {**{m: denoise(model, observed, m, pedestal=pedestal).cpu() for m in modes}, **{m: classical_denoise(observed, m) for m in classical}}
 
 # %% ../nbs/08_inference.ipynb #82b00daf

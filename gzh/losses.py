@@ -7,7 +7,7 @@ Docs: https://gzh-astro.github.io/gzh/losses.html.md"""
 # %% auto #0
 __all__ = ['OBJECTIVES', 'RECON_METRICS', 'NOISY_BASELINE', 'ssim_map', 'masked_mean', 'masked_ssim', 'masked_psnr',
            'ForegroundSSIMLoss', 'BackgroundLoss', 'NTXent', 'GalaxyLoss', 'difference_variance', 'NeighbourLoss',
-           'ObservedTerm', 'NeighbourTerm', 'BlindSpotTerm', 'recon_metrics']
+           'ObservedTerm', 'NeighbourTerm', 'BlindSpotTerm', 'AddedNoiseTerm', 'recon_metrics']
 
 # %% ../nbs/06_losses.ipynb #bd60411c
 from itertools import product
@@ -20,7 +20,7 @@ from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 
 from .noise_masks import as_images, dihedral_view, pair_index
-from .below_noise import neighbour_picks, subsample_pair, blind_spots, blind_radius
+from .below_noise import neighbour_picks, subsample_pair, blind_spots, blind_radius, signal_noise
 
 # %% ../nbs/06_losses.ipynb #b343115d
 def _check_pair(x:Tensor, y:Tensor, mask:Tensor|None=None):
@@ -213,10 +213,29 @@ class BlindSpotTerm(ObservedTerm):
         hidden, spots = blind_spots(y, self.spacing, self.radius, generator)
         return ((self.model(hidden)[0].float() - y)[spots].square() / difference_variance(y)).mean()
 
+# %% ../nbs/06_losses.ipynb #r2r00002
+class AddedNoiseTerm(ObservedTerm):
+    "Recorrupted-to-Recorrupted (Pang et al. 2021): the model's squared error on y + α·n against y − n/α, n drawn at the images' own noise level (`signal_noise`), in units of its variance; `recorrupt` False: Noisier2Noise (Moran et al. 2020), against y."
+    def __init__(self, weight:float=1., # of the term against the main loss
+                 alpha:float=2., # the added noise's std relative to the image's own (2 beat 0.5 and 1 on real galaxy shapes, `01b_cosmos_truth`)
+                 recorrupt:bool=True, # R2R's target y − n/α; False: Noisier2Noise's, y
+                ): super().__init__(weight); self.alpha, self.recorrupt = alpha, recorrupt
+
+    def before_fit(self):
+        model = getattr(self.model, 'module', self.model)
+        model.meta = {**getattr(model, 'meta', {}), 'noise_alpha': self.alpha, 'recorrupt': self.recorrupt} # how to read it out (`gzh.inference.denoise`)
+
+    def term(self, y:Tensor, generator:torch.Generator|None)->Tensor:
+        n = signal_noise(y) * torch.randn(y.shape, generator=generator, device=generator.device if generator else y.device).to(y)
+        target = y - n / self.alpha if self.recorrupt else y
+        return ((self.model(y + self.alpha * n)[0].float() - target).square() / difference_variance(y)).mean()
+
 # %% ../nbs/06_losses.ipynb #ca0d4edc
 OBJECTIVES = {'reconstruct': lambda: (GalaxyLoss(), []), # the observed view back from it plus added noise, + NT-Xent
               'neighbour': lambda: (GalaxyLoss(fg_weight=0., bg_weight=0.), [NeighbourTerm()]), # NT-Xent on the same views, + Neighbor2Neighbor on the observed images
-              'blindspot': lambda: (GalaxyLoss(fg_weight=0., bg_weight=0.), [BlindSpotTerm()])} # NT-Xent, + Noise2Self on the observed images
+              'blindspot': lambda: (GalaxyLoss(fg_weight=0., bg_weight=0.), [BlindSpotTerm()]), # NT-Xent, + Noise2Self on the observed images
+              'recorrupted': lambda: (GalaxyLoss(fg_weight=0., bg_weight=0.), [AddedNoiseTerm()]), # NT-Xent, + Recorrupted-to-Recorrupted on them
+              'noisier': lambda: (GalaxyLoss(fg_weight=0., bg_weight=0.), [AddedNoiseTerm(recorrupt=False)])} # NT-Xent, + Noisier2Noise on them
 # objective → (default loss, the callbacks it adds)
 
 # %% ../nbs/06_losses.ipynb #460b42bf

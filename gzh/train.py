@@ -163,7 +163,7 @@ def galaxy_learner(dls, # from `gzh.data.galaxy_dls`: batches of uint8 images
                    channels_last:bool=False, # channels-last memory format (faster convolutions on recent GPUs)
                    compile:bool=False, # `torch.compile` the model in place
                    views:dict|None=None, # keyword arguments of `ViewsCallback` (noise levels, augmentations)
-                   objective:str='blindspot', # 'blindspot': Noise2Self, below the image's own noise; 'neighbour': Neighbor2Neighbor, likewise; 'reconstruct': the view from it plus added noise (`OBJECTIVES`)
+                   objective:str='blindspot', # 'blindspot': Noise2Self, below the image's own noise; 'neighbour', 'recorrupted', 'noisier': Neighbor2Neighbor, R2R, Noisier2Noise, likewise; 'reconstruct': the view from it plus added noise (`OBJECTIVES`)
                    cbs:list|None=None, # more callbacks
                   )->Learner:
     "A fastai `Learner` for the denoising + contrastive model, with views, device precision, checkpoints, NaN guard, metrics and logs."

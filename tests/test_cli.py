@@ -143,7 +143,7 @@ def test_evaluate_reports_model_and_baseline(round_trip):
     assert all(np.isfinite(v) for row in saved['residual'].values() for v in row.values()), saved['residual']
 
 
-@pytest.mark.parametrize('mode', ['reconstruct', 'blindspot', 'noisier2noise'])
+@pytest.mark.parametrize('mode', ['reconstruct', 'blindspot', 'recorrupted', 'noisier2noise'])
 def test_denoise_writes_images(round_trip, mode):
     tmp, src = round_trip
     imgs = sorted(src.glob('*.png'))[:2]

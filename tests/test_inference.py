@@ -1,4 +1,4 @@
-"Denoising with a trained model: the noise estimate, Noisier2Noise against an oracle, and the inputs `denoise` takes."
+"Denoising with a trained model: the noise estimates, Noisier2Noise against an oracle, the inputs `denoise` takes, and the checks that score a denoiser without a truth."
 import numpy as np
 import pytest
 import torch
@@ -55,3 +55,18 @@ def test_residual_check_scores_the_truth_as_the_noise(source, request, tmp_path)
     blurred = gaussian_blur2d(noise, (5, 5), (0.8, 0.8))
     for obs in (observed, (truth + blurred * noise.std() / blurred.std()).clamp(0, 1)):
         assert abs(residual_check(obs, truth)['background std / σ'] - 1) < 0.05
+
+
+@pytest.mark.parametrize('source', ['demo', 'cosmos'])
+def test_signal_noise_matches_the_noise_drawn(source, request, tmp_path):
+    "The noise that R2R and Noisier2Noise add must match the images' own: `signal_noise` of the observed images against the std of observed − truth, in bins of the truth's intensity up to the bright cores."
+    from gzh.data import load_cache
+    from gzh.inference import valid_truth
+    from gzh.below_noise import signal_noise
+    name = 'demo' if source == 'demo' else f"cosmos_truth:{request.getfixturevalue('shared_data')/'cosmos-stamps'/'real_galaxy_catalog_26_extension_example.fits'}"
+    observed, truth = valid_truth(load_cache(name, size=64, cache_dir=tmp_path, progress=False))
+    noise, estimate = observed - truth, signal_noise(observed)
+    edges = (0., 0.02, 0.05, 0.1, 0.2, 0.5)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        at = (truth >= lo) & (truth < hi)
+        assert abs(estimate[at].square().mean().sqrt() / noise[at].std() - 1) < 0.15, (lo, hi)
