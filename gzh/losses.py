@@ -231,11 +231,13 @@ class AddedNoiseTerm(ObservedTerm):
         return ((self.model(y + self.alpha * n)[0].float() - target).square() / difference_variance(y)).mean()
 
 # %% ../nbs/06_losses.ipynb #ca0d4edc
+def _below_noise(term:ObservedTerm)->tuple: return GalaxyLoss(fg_weight=0., bg_weight=0.), [term] # NT-Xent on the views, + `term` on the observed images
+
 OBJECTIVES = {'reconstruct': lambda: (GalaxyLoss(), []), # the observed view back from it plus added noise, + NT-Xent
-              'neighbour': lambda: (GalaxyLoss(fg_weight=0., bg_weight=0.), [NeighbourTerm()]), # NT-Xent on the same views, + Neighbor2Neighbor on the observed images
-              'blindspot': lambda: (GalaxyLoss(fg_weight=0., bg_weight=0.), [BlindSpotTerm()]), # NT-Xent, + Noise2Self on the observed images
-              'recorrupted': lambda: (GalaxyLoss(fg_weight=0., bg_weight=0.), [AddedNoiseTerm()]), # NT-Xent, + Recorrupted-to-Recorrupted on them
-              'noisier': lambda: (GalaxyLoss(fg_weight=0., bg_weight=0.), [AddedNoiseTerm(recorrupt=False)])} # NT-Xent, + Noisier2Noise on them
+              'neighbour': lambda: _below_noise(NeighbourTerm()), # Neighbor2Neighbor
+              'blindspot': lambda: _below_noise(BlindSpotTerm()), # Noise2Self
+              'recorrupted': lambda: _below_noise(AddedNoiseTerm()), # Recorrupted-to-Recorrupted
+              'noisier': lambda: _below_noise(AddedNoiseTerm(recorrupt=False))} # Noisier2Noise
 # objective → (default loss, the callbacks it adds)
 
 # %% ../nbs/06_losses.ipynb #460b42bf
