@@ -6,7 +6,7 @@ Docs: https://gzh-astro.github.io/gzh/below_noise.html.md"""
 
 # %% auto #0
 __all__ = ['neighbour_picks', 'subsample_pair', 'blind_spots', 'sky_mask', 'sky_fluctuations', 'sky_correlation', 'blind_radius',
-           'signal_noise']
+           'signal_noise', 'matched_noise']
 
 # %% ../nbs/04b_below_noise.ipynb #bn000006
 import torch
@@ -110,3 +110,12 @@ def signal_noise(x:Tensor, # (B, C, H, W) images, uint8 or float in [0, 1]
     total, count = (x.new_zeros(*x.shape[:2], bins).scatter_add_(-1, at, v) for v in (var, torch.ones_like(var)))
     curve = torch.where(count >= min_pixels, total / count.clamp_min(1), var.mean(-1, keepdim=True))
     return curve.gather(-1, level.flatten(2)).view_as(x).sqrt()
+
+# %% ../nbs/04b_below_noise.ipynb #matchnz1
+def matched_noise(x:Tensor, # (B, C, H, W) float images
+                  alpha:float=1., # std of the added noise relative to the image's own
+                  generator:torch.Generator|None=None, # seeds the draws; None: torch's global generator
+                 )->Tensor:
+    "`x` plus Gaussian noise of `alpha` × its own level at each pixel (`signal_noise`)."
+    z = torch.randn(x.shape, generator=generator, device=generator.device if generator else x.device).to(x)
+    return x + alpha * signal_noise(x) * z

@@ -20,7 +20,7 @@ from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 
 from .noise_masks import as_images, dihedral_view, pair_index
-from .below_noise import neighbour_picks, subsample_pair, blind_spots, blind_radius, signal_noise
+from .below_noise import neighbour_picks, subsample_pair, blind_spots, blind_radius, signal_noise, matched_noise
 
 # %% ../nbs/06_losses.ipynb #b343115d
 def _check_pair(x:Tensor, y:Tensor, mask:Tensor|None=None):
@@ -215,7 +215,7 @@ class BlindSpotTerm(ObservedTerm):
 
 # %% ../nbs/06_losses.ipynb #r2r00002
 class AddedNoiseTerm(ObservedTerm):
-    "Recorrupted-to-Recorrupted (Pang et al. 2021): the model's squared error on y + α·n against y − n/α, n drawn at the images' own noise level (`signal_noise`), in units of its variance; `recorrupt` False: Noisier2Noise (Moran et al. 2020), against y."
+    "Recorrupted-to-Recorrupted (Pang et al. 2021): the model's squared error on y + α·n against y − n/α, n drawn at the images' own noise level (`matched_noise`), in units of its variance; `recorrupt` False: Noisier2Noise (Moran et al. 2020), against y."
     def __init__(self, weight:float=1., # of the term against the main loss
                  alpha:float=2., # the added noise's std relative to the image's own (2 beat 0.5 and 1 on real galaxy shapes, `01b_cosmos_truth`)
                  recorrupt:bool=True, # R2R's target y − n/α; False: Noisier2Noise's, y
@@ -226,9 +226,9 @@ class AddedNoiseTerm(ObservedTerm):
         model.meta = {**getattr(model, 'meta', {}), 'noise_alpha': self.alpha, 'recorrupt': self.recorrupt} # how to read it out (`gzh.inference.denoise`)
 
     def term(self, y:Tensor, generator:torch.Generator|None)->Tensor:
-        n = signal_noise(y) * torch.randn(y.shape, generator=generator, device=generator.device if generator else y.device).to(y)
-        target = y - n / self.alpha if self.recorrupt else y
-        return ((self.model(y + self.alpha * n)[0].float() - target).square() / difference_variance(y)).mean()
+        z = matched_noise(y, self.alpha, generator)
+        target = y - (z - y) / self.alpha**2 if self.recorrupt else y # y − n/α, for z = y + α·n
+        return ((self.model(z)[0].float() - target).square() / difference_variance(y)).mean()
 
 # %% ../nbs/06_losses.ipynb #ca0d4edc
 def _below_noise(term:ObservedTerm)->tuple: return GalaxyLoss(fg_weight=0., bg_weight=0.), [term] # NT-Xent on the views, + `term` on the observed images

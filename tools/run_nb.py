@@ -49,8 +49,8 @@ def run_notebook(path:Path, slow:bool=False, skip_flags=('slow', 'notest')):
         if skipped: shrink_kept_figures(cell)
         return skipped
     t = time.time()
-    shell.run_all(nb, exc_stop=True, preproc=skip)
-    write_nb(nb, path)
+    try: shell.run_all(nb, exc_stop=True, preproc=skip)
+    finally: write_nb(nb, path)  # a failing cell keeps the outputs, and its traceback, of every cell before it
     print(f"{path}: ran in {time.time() - t:.0f} s")
 
 
