@@ -20,7 +20,7 @@ from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 
 from .noise_masks import as_images, dihedral_view, pair_index
-from .below_noise import neighbour_picks, subsample_pair, blind_spots, blind_radius, signal_noise, matched_noise
+from .below_noise import neighbour_picks, subsample_pair, blind_spots, blind_radius, matched_noise
 
 # %% ../nbs/06_losses.ipynb #b343115d
 def _check_pair(x:Tensor, y:Tensor, mask:Tensor|None=None):
