@@ -1,7 +1,7 @@
 """How well do gzh's embeddings separate the morphological classes of a labelled catalogue?
 
     python bench/morphology.py --data CATALOGUE [CATALOGUE ...] --label COLUMN [--classes C ...] [--model MODEL]
-                               [--crop C] [--size S] [--epochs N] [--batch-size B] [--lr LR] [--width W] [--objective O]
+                               [--crop C] [--size S] [--epochs N] [--batch-size B] [--lr LR] [--width W] [--depth D] [--objective O]
                                [--contrastive-weight W] [--temperature T] [--grayscale P] [--saturation S] [--features F] [--no-dihedral] [--reduce R] [--dims N]
                                [--min-cluster-size N] [--simclr-epochs N] [--seed N] --out DIR
 
@@ -10,7 +10,7 @@ CATALOGUE is any `gzh.data.load_cache` source with a class column COLUMN, e.g. t
 catalogues train on their union (`gzh.data.concat_sources`); the figures are measured on the galaxies with a label.
 With `--model` (a file written by `gzh.train.save_model`) it measures that model, on images cut as it was trained
 (its `crop` and `size` unless `--crop`/`--size` are given); without, it first trains one (`--crop` 0.35 unless given) with
-`gzh.train.fit_galaxies`' default recipe, with the objective that embeds morphology best, `reconstruct` (`--epochs`, `--batch-size`, `--lr`, `--width`, `--objective`, the loss and the colour options override it; labels unused) on every galaxy of the
+`gzh.train.fit_galaxies`' default recipe, with the objective that embeds morphology best, `reconstruct` (`--epochs`, `--batch-size`, `--lr`, `--width`, `--depth`, `--objective`, the loss and the colour options override it; labels unused) on every galaxy of the
 catalogue's training split and saves it as DIR/model.pth. Then it embeds every galaxy with the model (`--features`,
 averaged over the 8 rotations and flips unless `--no-dihedral`), with an untrained GalaxyUNet of the same shape
 (seeded, embedded alike), with raw-pixel PCA(64) (`gzh.probes.pixel_pca`) and with stock SimCLR (`gzh.unet.StockSimCLR`,
@@ -70,7 +70,7 @@ def get_model(a, out:Path):
     size = a.size or fit_default('size')
     crop = a.crop if a.crop is not None else TRAIN_CROP
     cache = load_cache(a.data, size=size, crop=crop, progress=False)
-    kw = {k: v for k, v in dict(epochs=a.epochs, bs=a.batch_size, lr=a.lr, model_kw=a.width and dict(width=a.width), objective=a.objective).items() if v is not None}
+    kw = {k: v for k, v in dict(epochs=a.epochs, bs=a.batch_size, lr=a.lr, model_kw=unet_kw(a), objective=a.objective).items() if v is not None}
     loss = {k: v for k, v in dict(contrastive_weight=a.contrastive_weight, temperature=a.temperature).items() if v is not None}
     if loss:  # on the objective's own loss, whose term weights it sets
         base = OBJECTIVES[a.objective]()[0]
@@ -82,6 +82,10 @@ def get_model(a, out:Path):
     said = {**{k: v for k, v in kw.items() if k not in ('loss_func', 'views')}, **loss, **colour} or 'the default recipe'
     return model.cpu().eval(), f'trained ({said}) in {time.perf_counter() - t:.0f} s -> {out/"model.pth"}', cache
 
+
+def unet_kw(a)->dict|None:
+    "The `GalaxyUNet` arguments the options set, or None for its defaults."
+    return {k: v for k, v in dict(width=a.width, depth=a.depth).items() if v is not None} or None
 
 def stock_simclr(cache, epochs:int, bs:int, seed:int, out:Path):
     "SimCLR as a user would train it: `StockSimCLR`, NT-Xent alone, on gzh's views of the cache's training galaxies, with gzh's one-cycle schedule; the trained `Learner`."
@@ -129,6 +133,7 @@ def main(argv=None):
     p.add_argument('--batch-size', type=int, help="batch size when training (default: fit_galaxies')")
     p.add_argument('--lr', type=float, help="maximum learning rate when training (default: fit_galaxies')")
     p.add_argument('--width', type=int, help="U-Net width when training (default: GalaxyUNet's)")
+    p.add_argument('--depth', type=int, help="U-Net down-samplings when training (default: GalaxyUNet's)")
     p.add_argument('--objective', choices=tuple(OBJECTIVES), default=TRAIN_OBJECTIVE, help=f"what the U-Net learns when training (default: {TRAIN_OBJECTIVE})")
     p.add_argument('--contrastive-weight', type=float, help="NT-Xent's weight when training (default: GalaxyLoss')")
     p.add_argument('--temperature', type=float, help="NT-Xent's temperature when training (default: GalaxyLoss')")
