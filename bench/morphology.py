@@ -60,6 +60,10 @@ def crop_value(s:str):
     except ValueError: return s
 
 
+def given(**options)->dict:
+    "The options that were given on the command line (not None)."
+    return {k: v for k, v in options.items() if v is not None}
+
 def get_model(a, out:Path):
     "The model to measure, how it was obtained, and the image size and crop to embed with."
     if a.model:
@@ -70,22 +74,18 @@ def get_model(a, out:Path):
     size = a.size or fit_default('size')
     crop = a.crop if a.crop is not None else TRAIN_CROP
     cache = load_cache(a.data, size=size, crop=crop, progress=False)
-    kw = {k: v for k, v in dict(epochs=a.epochs, bs=a.batch_size, lr=a.lr, model_kw=unet_kw(a), objective=a.objective).items() if v is not None}
-    loss = {k: v for k, v in dict(contrastive_weight=a.contrastive_weight, temperature=a.temperature).items() if v is not None}
+    kw = given(epochs=a.epochs, bs=a.batch_size, lr=a.lr, model_kw=given(width=a.width, depth=a.depth) or None, objective=a.objective)
+    loss = given(contrastive_weight=a.contrastive_weight, temperature=a.temperature)
     if loss:  # on the objective's own loss, whose term weights it sets
         base = OBJECTIVES[a.objective]()[0]
         kw['loss_func'] = GalaxyLoss(fg_weight=base.fg_weight, bg_weight=base.bg_weight, **loss)
-    colour = {k: v for k, v in dict(grayscale=a.grayscale, saturation=a.saturation).items() if v is not None}
+    colour = given(grayscale=a.grayscale, saturation=a.saturation)
     if colour: kw['views'] = dict(augment=view_augment(**colour))
     t = time.perf_counter()
     model = fit_galaxies(cache=cache, out=out, progress=False, seed=a.seed, **kw).model
     said = {**{k: v for k, v in kw.items() if k not in ('loss_func', 'views')}, **loss, **colour} or 'the default recipe'
     return model.cpu().eval(), f'trained ({said}) in {time.perf_counter() - t:.0f} s -> {out/"model.pth"}', cache
 
-
-def unet_kw(a)->dict|None:
-    "The `GalaxyUNet` arguments the options set, or None for its defaults."
-    return {k: v for k, v in dict(width=a.width, depth=a.depth).items() if v is not None} or None
 
 def stock_simclr(cache, epochs:int, bs:int, seed:int, out:Path):
     "SimCLR as a user would train it: `StockSimCLR`, NT-Xent alone, on gzh's views of the cache's training galaxies, with gzh's one-cycle schedule; the trained `Learner`."
