@@ -2,7 +2,7 @@
 
     python bench/morphology.py --data CATALOGUE [CATALOGUE ...] --label COLUMN [--classes C ...] [--model MODEL]
                                [--crop C] [--size S] [--epochs N] [--batch-size B] [--lr LR] [--width W] [--depth D] [--objective O]
-                               [--contrastive-weight W] [--temperature T] [--grayscale P] [--saturation S] [--features F] [--no-dihedral] [--reduce R] [--dims N]
+                               [--contrastive-weight W] [--temperature T] [--grayscale P] [--saturation S] [--brightness B] [--contrast C] [--zoom LO HI] [--features F] [--no-dihedral] [--reduce R] [--dims N]
                                [--min-cluster-size N] [--simclr-epochs N] [--seed N] --out DIR
 
 CATALOGUE is any `gzh.data.load_cache` source with a class column COLUMN, e.g. the Galaxy Zoo 1 SDSS set:
@@ -10,7 +10,7 @@ CATALOGUE is any `gzh.data.load_cache` source with a class column COLUMN, e.g. t
 catalogues train on their union (`gzh.data.concat_sources`); the figures are measured on the galaxies with a label.
 With `--model` (a file written by `gzh.train.save_model`) it measures that model, on images cut as it was trained
 (its `crop` and `size` unless `--crop`/`--size` are given); without, it first trains one (`--crop` 0.35 unless given) with
-`gzh.train.fit_galaxies`' default recipe, with the objective that embeds morphology best, `reconstruct` (`--epochs`, `--batch-size`, `--lr`, `--width`, `--depth`, `--objective`, the loss and the colour options override it; labels unused) on every galaxy of the
+`gzh.train.fit_galaxies`' default recipe, with the objective that embeds morphology best, `reconstruct` (`--epochs`, `--batch-size`, `--lr`, `--width`, `--depth`, `--objective`, the loss and the view options override it; labels unused) on every galaxy of the
 catalogue's training split and saves it as DIR/model.pth. Then it embeds every galaxy with the model (`--features`,
 averaged over the 8 rotations and flips unless `--no-dihedral`), with an untrained GalaxyUNet of the same shape
 (seeded, embedded alike), with raw-pixel PCA(64) (`gzh.probes.pixel_pca`) and with stock SimCLR (`gzh.unet.StockSimCLR`,
@@ -79,11 +79,11 @@ def get_model(a, out:Path):
     if loss:  # on the objective's own loss, whose term weights it sets
         base = OBJECTIVES[a.objective]()[0]
         kw['loss_func'] = GalaxyLoss(fg_weight=base.fg_weight, bg_weight=base.bg_weight, **loss)
-    colour = given(grayscale=a.grayscale, saturation=a.saturation)
-    if colour: kw['views'] = dict(augment=view_augment(**colour))
+    views = given(grayscale=a.grayscale, saturation=a.saturation, brightness=a.brightness, contrast=a.contrast, zoom=a.zoom and tuple(a.zoom))
+    if views: kw['views'] = dict(augment=view_augment(**views))
     t = time.perf_counter()
     model = fit_galaxies(cache=cache, out=out, progress=False, seed=a.seed, **kw).model
-    said = {**{k: v for k, v in kw.items() if k not in ('loss_func', 'views')}, **loss, **colour} or 'the default recipe'
+    said = {**{k: v for k, v in kw.items() if k not in ('loss_func', 'views')}, **loss, **views} or 'the default recipe'
     return model.cpu().eval(), f'trained ({said}) in {time.perf_counter() - t:.0f} s -> {out/"model.pth"}', cache
 
 
@@ -139,13 +139,16 @@ def main(argv=None):
     p.add_argument('--temperature', type=float, help="NT-Xent's temperature when training (default: GalaxyLoss')")
     p.add_argument('--grayscale', type=float, help="probability of a grayscale view when training (default: gzh.noise_masks.view_augment's)")
     p.add_argument('--saturation', type=float, help="saturation jitter of the views when training (default: view_augment's)")
+    p.add_argument('--brightness', type=float, help="brightness jitter of the views when training (default: view_augment's)")
+    p.add_argument('--contrast', type=float, help="contrast jitter of the views when training (default: view_augment's)")
+    p.add_argument('--zoom', type=float, nargs=2, metavar=('LO', 'HI'), help="range of the views' scale factor when training (default: view_augment's)")
     p.add_argument('--features', default='embedding', choices=FEATURES, help='what gzh.embed.embed returns (default: embedding)')
     p.add_argument('--no-dihedral', dest='dihedral', action='store_false', help='embed each galaxy once, not averaged over its 8 rotations and flips')
     p.add_argument('--reduce', default='umap', choices=('pca', 'umap'), help='reduction before clustering (default: umap)')
     p.add_argument('--dims', type=int, default=2, help='dimensions the reduction keeps (default: 2)')
     p.add_argument('--min-cluster-size', type=int, help="HDBSCAN's minimum cluster size (default: gzh.cluster.run_hdbscan's)")
     p.add_argument('--simclr-epochs', type=int, help="epochs of the stock SimCLR baseline (default: the model's, else fit_galaxies'; 0: none)")
-    p.add_argument('--seed', type=int, default=0, help='seeds the untrained network, pixel PCA, few-shot draws and clusters')
+    p.add_argument('--seed', type=int, default=0, help='seeds training (weights and views), the untrained network, pixel PCA, few-shot draws and clusters')
     p.add_argument('--out', required=True, help='folder for morphology.json, the confusion figures and, when training, model.pth')
     a = p.parse_args(argv)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
