@@ -74,7 +74,8 @@ def get_model(a, out:Path):
     size = a.size or fit_default('size')
     crop = a.crop if a.crop is not None else TRAIN_CROP
     cache = load_cache(a.data, size=size, crop=crop, progress=False)
-    kw = given(epochs=a.epochs, bs=a.batch_size, lr=a.lr, model_kw=given(width=a.width, depth=a.depth) or None, objective=a.objective)
+    kw = given(epochs=a.epochs, bs=a.batch_size, lr=a.lr, model_kw=given(width=a.width, depth=a.depth) or None, objective=a.objective,
+               channels_last=a.channels_last, compile=a.compile)
     loss = given(contrastive_weight=a.contrastive_weight, temperature=a.temperature)
     if loss:  # on the objective's own loss, whose term weights it sets
         base = OBJECTIVES[a.objective]()[0]
@@ -142,6 +143,8 @@ def main(argv=None):
     p.add_argument('--brightness', type=float, help="brightness jitter of the views when training (default: view_augment's)")
     p.add_argument('--contrast', type=float, help="contrast jitter of the views when training (default: view_augment's)")
     p.add_argument('--zoom', type=float, nargs=2, metavar=('LO', 'HI'), help="range of the views' scale factor when training (default: view_augment's)")
+    p.add_argument('--channels-last', action='store_true', default=None, help='channels-last memory format when training (faster convolutions, on a CPU too)')
+    p.add_argument('--compile', action='store_true', default=None, help='torch.compile the model when training (faster steps after a minute of compiling)')
     p.add_argument('--features', default='embedding', choices=FEATURES, help='what gzh.embed.embed returns (default: embedding)')
     p.add_argument('--no-dihedral', dest='dihedral', action='store_false', help='embed each galaxy once, not averaged over its 8 rotations and flips')
     p.add_argument('--reduce', default='umap', choices=('pca', 'umap'), help='reduction before clustering (default: umap)')
