@@ -152,6 +152,15 @@ def test_precision_follows_the_training_device(trained):
     assert all(p.dtype == torch.float32 for p in learn.model.parameters()) # master weights stay float32
 
 
+def test_compile_on_a_machine_without_a_gpu_logs_nothing_to_act_on():
+    "A CUDA build of torch without a GPU logs 'No CUDA runtime is found' when `torch.compile` loads its C++ tools; gzh drops that line, and only it."
+    import logging
+    log = logging.getLogger('torch.utils.cpp_extension')
+    record = lambda msg: log.makeRecord(log.name, logging.WARNING, __file__, 0, msg, ("/usr/local",), None)
+    assert not log.filter(record("No CUDA runtime is found, using CUDA_HOME='%s'"))
+    assert log.filter(record("Error checking compiler version for %s"))
+
+
 def test_lr_find_leaves_no_checkpoint(tiny_cache, tmp_path):
     from gzh.data import galaxy_dls
     from gzh.train import galaxy_learner
