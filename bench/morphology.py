@@ -67,7 +67,7 @@ def given(**options)->dict:
 def get_model(a, out:Path):
     "The model to measure, how it was obtained, and the image size and crop to embed with."
     if a.model:
-        model = load_model(a.model, device='cpu')
+        model = load_model(a.model)
         meta = getattr(model, 'meta', {}) or {}
         size, crop = a.size or meta.get('size', 64), a.crop if a.crop is not None else meta.get('crop', 1.)
         return model, f'loaded {a.model}', load_cache(a.data, size=size, crop=crop, progress=False)
@@ -105,7 +105,7 @@ def features(model, cache, seed:int=0, simclr:StockSimCLR|None=None, **embed_kw)
     feats = {}
     for name, m in (('gzh', model), ('untrained', GalaxyUNet(**model.config)), ('stock_simclr', simclr)):
         if m is None: continue
-        X, meta = load_embeddings(embed(m, cache, device='cpu', **embed_kw)); feats[name] = X
+        X, meta = load_embeddings(embed(m, cache, **embed_kw)); feats[name] = X  # on the GPU when there is one
     feats['pixel_pca'] = pixel_pca(np.asarray(cache.images), 64, seed=seed)
     return feats, meta
 
