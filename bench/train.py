@@ -15,13 +15,13 @@ to the plain Learner is the figure.
 import argparse, time
 
 import torch
-from fastai.callback.core import Callback, CancelFitException
 
 from gzh.data import load_cache, galaxy_dls
 from gzh.losses import GalaxyLoss
 from gzh.noise_masks import make_views
 from gzh.train import autocast_dtype, galaxy_learner
 from gzh.unet import GalaxyUNet
+from fastai.callback.core import Callback, CancelFitException # after gzh, whose warning filters cover fastai's import
 
 
 class StepTimer(Callback):

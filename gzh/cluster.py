@@ -73,7 +73,7 @@ def reduce(X:np.ndarray, # embeddings (N, D)
     if method == 'pca': return PCA(n_components, random_state=seed).fit_transform(X).astype(np.float32)
     if method == 'umap':
         import umap
-        return umap.UMAP(n_components=n_components, n_neighbors=15, min_dist=0.0, random_state=seed).fit_transform(X)
+        return umap.UMAP(n_components=n_components, n_neighbors=15, min_dist=0.0, random_state=seed, n_jobs=1).fit_transform(X)
     raise ValueError(f"reduce: unknown method {method!r}; use 'pca', 'umap' or None")
 
 # %% ../nbs/10_cluster.ipynb #72b9d9de
@@ -171,7 +171,7 @@ def map_2d(X:np.ndarray, # embeddings (N, D)
     X = sk_normalize(check_embeddings(X))
     if method == 'umap':
         import umap
-        return umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=seed).fit_transform(X)
+        return umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=seed, n_jobs=1).fit_transform(X)
     if method == 'tsne':
         return TSNE(2, perplexity=min(30, (len(X) - 1) / 3), init='pca', random_state=seed).fit_transform(X)
     raise ValueError(f"map_2d: unknown method {method!r}; use 'umap' or 'tsne'")
