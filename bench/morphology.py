@@ -2,7 +2,7 @@
 
     python bench/morphology.py --data CATALOGUE [CATALOGUE ...] --label COLUMN [--classes C ...] [--model MODEL]
                                [--crop C] [--size S] [--epochs N] [--batch-size B] [--lr LR] [--width W] [--depth D] [--objective O]
-                               [--contrastive-weight W] [--temperature T] [--grayscale P] [--saturation S] [--brightness B] [--contrast C] [--zoom LO HI] [--features F] [--no-dihedral] [--reduce R] [--dims N]
+                               [--contrastive-weight W] [--temperature T] [--support N] [--grayscale P] [--saturation S] [--brightness B] [--contrast C] [--zoom LO HI] [--features F] [--no-dihedral] [--reduce R] [--dims N]
                                [--min-cluster-size N] [--simclr-epochs N] [--seed N] --out DIR
 
 CATALOGUE is any `gzh.data.load_cache` source with a class column COLUMN, e.g. the Galaxy Zoo 1 SDSS set:
@@ -76,7 +76,7 @@ def get_model(a, out:Path):
     cache = load_cache(a.data, size=size, crop=crop, progress=False)
     kw = given(epochs=a.epochs, bs=a.batch_size, lr=a.lr, model_kw=given(width=a.width, depth=a.depth) or None, objective=a.objective,
                channels_last=a.channels_last, compile=a.compile)
-    loss = given(contrastive_weight=a.contrastive_weight, temperature=a.temperature)
+    loss = given(contrastive_weight=a.contrastive_weight, temperature=a.temperature, support=a.support)
     if loss:  # on the objective's own loss, whose term weights it sets
         base = OBJECTIVES[a.objective]()[0]
         kw['loss_func'] = GalaxyLoss(fg_weight=base.fg_weight, bg_weight=base.bg_weight, **loss)
@@ -138,6 +138,7 @@ def main(argv=None):
     p.add_argument('--objective', choices=tuple(OBJECTIVES), default=TRAIN_OBJECTIVE, help=f"what the U-Net learns when training (default: {TRAIN_OBJECTIVE})")
     p.add_argument('--contrastive-weight', type=float, help="NT-Xent's weight when training (default: GalaxyLoss')")
     p.add_argument('--temperature', type=float, help="NT-Xent's temperature when training (default: GalaxyLoss')")
+    p.add_argument('--support', type=int, help="NNCLR's support set when training: positives are nearest neighbours among this many earlier projections (default: GalaxyLoss', 0: NT-Xent)")
     p.add_argument('--grayscale', type=float, help="probability of a grayscale view when training (default: gzh.noise_masks.view_augment's)")
     p.add_argument('--saturation', type=float, help="saturation jitter of the views when training (default: view_augment's)")
     p.add_argument('--brightness', type=float, help="brightness jitter of the views when training (default: view_augment's)")

@@ -6,8 +6,8 @@ Docs: https://gzh-astro.github.io/gzh/losses.html.md"""
 
 # %% auto #0
 __all__ = ['OBJECTIVES', 'RECON_METRICS', 'NOISY_BASELINE', 'ssim_map', 'masked_mean', 'masked_ssim', 'masked_psnr',
-           'ForegroundSSIMLoss', 'BackgroundLoss', 'NTXent', 'GalaxyLoss', 'difference_variance', 'NeighbourLoss',
-           'ObservedTerm', 'NeighbourTerm', 'BlindSpotTerm', 'AddedNoiseTerm', 'recon_metrics']
+           'ForegroundSSIMLoss', 'BackgroundLoss', 'NTXent', 'NNCLR', 'GalaxyLoss', 'difference_variance',
+           'NeighbourLoss', 'ObservedTerm', 'NeighbourTerm', 'BlindSpotTerm', 'AddedNoiseTerm', 'recon_metrics']
 
 # %% ../nbs/06_losses.ipynb #bd60411c
 from itertools import product
@@ -104,17 +104,42 @@ class BackgroundLoss(nn.Module):
         return tv + self.dark_weight * dark
 
 # %% ../nbs/06_losses.ipynb #42fc4bfd
+def _check_projections(z:Tensor):
+    if z.ndim != 2 or z.shape[0] % 2 or z.shape[0] < 4:
+        raise ValueError(f"a contrastive loss needs projections (2B, D) with B >= 2 ([view1; view2]); got {tuple(z.shape)}")
+
 class NTXent(nn.Module):
     "SimCLR NT-Xent loss for projections (2B, D) where rows i and i+B are positives."
     def __init__(self, temperature:float=0.5): super().__init__(); self.temperature = temperature
     def forward(self, z:Tensor)->Tensor:
-        if z.ndim != 2 or z.shape[0] % 2 or z.shape[0] < 4:
-            raise ValueError(f"NT-Xent needs projections (2B, D) with B >= 2 ([view1; view2]); got {tuple(z.shape)}")
+        _check_projections(z)
         n = z.shape[0]
         z = F.normalize(z.float(), dim=1)
         sim = (z @ z.T / self.temperature).fill_diagonal_(float('-inf'))
         return F.cross_entropy(sim, pair_index(n, z.device))
 
+
+# %% ../nbs/06_losses.ipynb #nnclr0cd
+class NNCLR(nn.Module):
+    "NNCLR loss for projections (2B, D): the positive of each view is its partner's nearest neighbour in a support set of earlier training projections."
+    def __init__(self, temperature:float=0.5, # as NT-Xent's
+                 support:int=1024, # projections kept from earlier training batches, first in first out
+                ):
+        super().__init__(); self.temperature, self.support, self.queue = temperature, support, None
+
+    def nearest(self, z:Tensor)->Tensor:
+        "Each row's most similar projection in the support set; the row itself while the set is empty."
+        z = z.detach()
+        return z if self.queue is None else self.queue[(z @ self.queue.T).argmax(1)]
+
+    def forward(self, z:Tensor)->Tensor:
+        _check_projections(z)
+        z1, z2 = F.normalize(z.float(), dim=1).chunk(2)
+        i = torch.arange(len(z1), device=z.device)
+        loss = (F.cross_entropy(self.nearest(z1) @ z2.T / self.temperature, i)
+                + F.cross_entropy(self.nearest(z2) @ z1.T / self.temperature, i)) / 2
+        if torch.is_grad_enabled(): self.queue = torch.cat([z1.detach(), *([] if self.queue is None else [self.queue])])[:self.support]
+        return loss
 
 # %% ../nbs/06_losses.ipynb #79446a66
 class GalaxyLoss(nn.Module):
@@ -125,10 +150,11 @@ class GalaxyLoss(nn.Module):
                  dark_weight:float=0.25, # darkening weight inside the background loss
                  contrastive_weight:float=0.75, # weight of NT-Xent (0: no contrastive term)
                  temperature:float=0.5, # NT-Xent temperature
+                 support:int=0, # size of `NNCLR`'s support set of earlier projections; 0: NT-Xent, each view's partner its positive
                 ):
         super().__init__()
         self.fg_weight, self.bg_weight, self.contrastive_weight = fg_weight, bg_weight, contrastive_weight
-        self.fg, self.bg, self.ntxent = ForegroundSSIMLoss(), BackgroundLoss(dark_weight), NTXent(temperature)
+        self.fg, self.bg, self.ntxent = ForegroundSSIMLoss(), BackgroundLoss(dark_weight), NNCLR(temperature, support) if support else NTXent(temperature)
         self.terms = {}
 
     def forward(self, pred:tuple, # (recon (2B, C, H, W), proj (2B, D)) from `GalaxyUNet`

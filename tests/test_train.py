@@ -227,3 +227,14 @@ def test_stock_simclr_trains_in_the_galaxy_loop(tiny_cache, tmp_path):
     assert not torch.equal(before, model.encoder.conv1.weight) and np.isfinite(learn.recorder.losses[-1].item())
     X, meta = load_embeddings(embed(model, tiny_cache, device='cpu'))
     assert X.shape == (len(tiny_cache.images), 512) and np.isfinite(X).all()
+
+
+def test_nnclr_support_set_fills_from_training_batches_only(tiny_cache, tmp_path):
+    "With `GalaxyLoss(support=...)` the fit runs NNCLR: the support set holds the last training projections, capped, and validation adds none."
+    loss = GalaxyLoss(support=12)
+    learn = fit_galaxies(cache=tiny_cache, out=tmp_path, loss_func=loss, objective='reconstruct', **run_kw(epochs=1))
+    queue = loss.ntxent.queue
+    assert queue.shape == (12, TINY['proj_dim']) and torch.allclose(queue.norm(dim=1), torch.ones(12))
+    before = queue.clone()
+    valid_loss = learn.validate()[0]
+    assert torch.equal(loss.ntxent.queue, before) and np.isfinite(valid_loss)
