@@ -138,7 +138,7 @@ class NNCLR(nn.Module):
         i = torch.arange(len(z1), device=z.device)
         loss = (F.cross_entropy(self.nearest(z1) @ z2.T / self.temperature, i)
                 + F.cross_entropy(self.nearest(z2) @ z1.T / self.temperature, i)) / 2
-        if torch.is_grad_enabled(): self.queue = torch.cat([z1.detach(), *([] if self.queue is None else [self.queue])])[:self.support]
+        if torch.is_grad_enabled(): self.queue = (z1.detach() if self.queue is None else torch.cat([z1.detach(), self.queue]))[:self.support]
         return loss
 
 # %% ../nbs/06_losses.ipynb #79446a66
@@ -148,13 +148,14 @@ class GalaxyLoss(nn.Module):
     def __init__(self, fg_weight:float=0.8, # weight of 1 − SSIM over the galaxy
                  bg_weight:float=0.2, # weight of the background loss
                  dark_weight:float=0.25, # darkening weight inside the background loss
-                 contrastive_weight:float=0.75, # weight of NT-Xent (0: no contrastive term)
-                 temperature:float=0.5, # NT-Xent temperature
+                 contrastive_weight:float=0.75, # weight of the contrastive term, NT-Xent or NNCLR (0: none)
+                 temperature:float=0.5, # the contrastive term's temperature
                  support:int=0, # size of `NNCLR`'s support set of earlier projections; 0: NT-Xent, each view's partner its positive
                 ):
         super().__init__()
         self.fg_weight, self.bg_weight, self.contrastive_weight = fg_weight, bg_weight, contrastive_weight
-        self.fg, self.bg, self.ntxent = ForegroundSSIMLoss(), BackgroundLoss(dark_weight), NNCLR(temperature, support) if support else NTXent(temperature)
+        self.fg, self.bg = ForegroundSSIMLoss(), BackgroundLoss(dark_weight)
+        self.contrastive = NNCLR(temperature, support) if support else NTXent(temperature)
         self.terms = {}
 
     def forward(self, pred:tuple, # (recon (2B, C, H, W), proj (2B, D)) from `GalaxyUNet`
@@ -163,7 +164,7 @@ class GalaxyLoss(nn.Module):
                )->Tensor:
         recon, proj = pred
         fg, bg = self.fg(recon, clean, mask), self.bg(recon, clean, mask)
-        con = self.ntxent(proj) if self.contrastive_weight else recon.new_zeros(())
+        con = self.contrastive(proj) if self.contrastive_weight else recon.new_zeros(())
         total = self.fg_weight * fg + self.bg_weight * bg + self.contrastive_weight * con
         self.terms = dict(fg=fg.detach(), bg=bg.detach(), **self.bg.terms, contrastive=con.detach(), total=total.detach())
         return total

@@ -233,8 +233,8 @@ def test_nnclr_support_set_fills_from_training_batches_only(tiny_cache, tmp_path
     "With `GalaxyLoss(support=...)` the fit runs NNCLR: the support set holds the last training projections, capped, and validation adds none."
     loss = GalaxyLoss(support=12)
     learn = fit_galaxies(cache=tiny_cache, out=tmp_path, loss_func=loss, objective='reconstruct', **run_kw(epochs=1))
-    queue = loss.ntxent.queue
+    queue = loss.contrastive.queue
     assert queue.shape == (12, TINY['proj_dim']) and torch.allclose(queue.norm(dim=1), torch.ones(12))
     before = queue.clone()
     valid_loss = learn.validate()[0]
-    assert torch.equal(loss.ntxent.queue, before) and np.isfinite(valid_loss)
+    assert torch.equal(loss.contrastive.queue, before) and np.isfinite(valid_loss)
