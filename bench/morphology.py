@@ -3,7 +3,7 @@
     python bench/morphology.py --data CATALOGUE [CATALOGUE ...] --label COLUMN [--classes C ...] [--model MODEL]
                                [--crop C] [--size S] [--epochs N] [--batch-size B] [--lr LR] [--width W] [--depth D] [--objective O]
                                [--contrastive-weight W] [--temperature T] [--support N] [--grayscale P] [--saturation S] [--brightness B] [--contrast C] [--zoom LO HI] [--features F] [--no-dihedral] [--reduce R] [--dims N]
-                               [--min-cluster-size N] [--simclr-epochs N] [--seed N] --out DIR
+                               [--ks K ...] [--min-cluster-size N] [--simclr-epochs N] [--supervised] [--seed N] --out DIR
 
 CATALOGUE is any `gzh.data.load_cache` source with a class column COLUMN, e.g. the Galaxy Zoo 1 SDSS set:
 `--data ../shared/data/gz1-sdss/catalog.csv --label morphology --classes elliptical spiral edge_on`. Several
@@ -18,10 +18,15 @@ a ResNet-18 trained by NT-Xent alone on the same views and galaxies, `--simclr-e
 model's; 0 leaves it out), and runs
 `gzh.morphology.morphology_report` on the held-out split (`gzh.probes.probe_split`, the galaxies training held out),
 restricted to `--classes` (default: every known class): kNN and logistic accuracy, balanced accuracy and macro-F1,
-the few-shot curve (10/30/100 labels per class, 10 draws), HDBSCAN and best-K-means (k = 3..8) clusters against the
+the few-shot curve (10/30/100 labels per class, 10 draws), HDBSCAN and best-K-means (k = 3..8, or `--ks`) clusters against the
 label (after `--reduce` to `--dims` dimensions: by default UMAP to 2, the reduction that puts most galaxies in a
 cluster), and the R² of any `*_fraction` column. It writes DIR/morphology.json and DIR/confusion_<features>.png,
 and prints one table with the model's column beside pixel PCA, the untrained network and stock SimCLR.
+
+With `--supervised` the model is a ceiling, not a recipe: the same GalaxyUNet's encoder and a linear head trained on the
+training split's classes themselves (class-weighted cross-entropy, one view of each galaxy per step, the same
+`--epochs`, `--batch-size`, `--lr`, `--width`, `--depth` and views), measured with the same probes: what the labels,
+and not the self-supervised objective, would buy on these images.
 """
 import argparse, inspect, json, time
 from pathlib import Path
@@ -33,16 +38,23 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 from fastai.torch_core import set_seed
+from fastai.callback.core import Callback
+from fastai.data.core import DataLoaders
+from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
+from fastai.metrics import BalancedAccuracy
+from fastai.optimizer import Adam
+from torch import nn
 
 from gzh.cluster import load_embeddings
 from gzh.data import load_cache, galaxy_dls
 from gzh.embed import FEATURES, embed
-from gzh.morphology import morphology_report, plot_confusion, report_table
+from gzh.morphology import class_rows, morphology_report, plot_confusion, report_table
 from gzh.probes import pixel_pca
 from gzh.losses import GalaxyLoss, OBJECTIVES
-from gzh.noise_masks import view_augment
+from gzh.noise_masks import as_images, view_augment
 from gzh.unet import GalaxyUNet, StockSimCLR
-from gzh.train import fit_galaxies, load_model, galaxy_learner, fit_cycle
+from gzh.train import fit_galaxies, load_model, galaxy_learner, fit_cycle, precision_callback, save_model
 
 
 TRAIN_CROP = 0.35 # the crop that trained best on survey cutouts whose galaxy fills their middle (0.35 beat 'auto' and 1)
@@ -64,6 +76,37 @@ def given(**options)->dict:
     "The options that were given on the command line (not None)."
     return {k: v for k, v in options.items() if v is not None}
 
+class LabelledViews(Callback):
+    "Each training batch of uint8 images becomes one random view of each (`augment`); validation sees the images as they are."
+    def __init__(self, augment:nn.Module|None=None): self.augment = augment or view_augment()
+    def before_batch(self):
+        x = as_images(self.xb[0])
+        self.learn.xb = (self.augment(x) if self.training else x,)
+
+
+class EmbeddingClassifier(nn.Module):
+    "A linear class head on a GalaxyUNet's embedding (the pooled bottleneck that the probes read)."
+    def __init__(self, unet:GalaxyUNet, n_classes:int):
+        super().__init__(); self.unet, self.head = unet, nn.Linear(unet.emb_dim, n_classes)
+    def forward(self, x): return self.head(self.unet.encode(x)[0])
+
+
+def fit_on_labels(cache, label:str, classes, epochs:int, bs:int, lr:float, seed:int, model_kw:dict, augment=None):
+    "The supervised ceiling: a GalaxyUNet's encoder and a linear head (`EmbeddingClassifier`) trained on the training split's `classes` (class-weighted cross-entropy); the trained `Learner`."
+    set_seed(seed, reproducible=True)
+    train, valid, y, classes = class_rows(cache.catalog, label, classes)
+    codes = pd.Index(classes).get_indexer(y).astype(np.int64)  # -1 for galaxies of no class measured: in neither split's rows
+    ds = lambda rows: torch.utils.data.TensorDataset(torch.from_numpy(np.asarray(cache.images[rows])), torch.from_numpy(codes[rows]))
+    dls = DataLoaders.from_dsets(ds(train), ds(valid), bs=bs, shuffle=True, drop_last=True)
+    counts = np.bincount(codes[train], minlength=len(classes))
+    weight = torch.tensor(len(train) / (len(classes) * counts), dtype=torch.float32)
+    model = EmbeddingClassifier(GalaxyUNet(**model_kw), len(classes))
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(weight=weight.to(dls.device)), opt_func=Adam, lr=lr, wd=1e-4,
+                    metrics=BalancedAccuracy(), cbs=[c for c in (LabelledViews(augment), precision_callback(dls.device)) if c])
+    learn.fit_one_cycle(epochs, lr)
+    return learn
+
+
 def get_model(a, out:Path):
     "The model to measure, how it was obtained, and the image size and crop to embed with."
     if a.model:
@@ -83,6 +126,11 @@ def get_model(a, out:Path):
     views = given(grayscale=a.grayscale, saturation=a.saturation, brightness=a.brightness, contrast=a.contrast, zoom=a.zoom and tuple(a.zoom))
     if views: kw['views'] = dict(augment=view_augment(**views))
     t = time.perf_counter()
+    if a.supervised:
+        model = fit_on_labels(cache, a.label, a.classes, kw.get('epochs', fit_default('epochs')), kw.get('bs', fit_default('bs')),
+                              kw.get('lr', fit_default('lr')), a.seed, kw.get('model_kw') or {}, kw['views']['augment'] if views else None).model.unet
+        save_model(model, out/'model.pth', size=size, crop=crop, supervised=a.label)
+        return model.cpu().eval(), f'trained on the labels {a.label!r} (the supervised ceiling) in {time.perf_counter() - t:.0f} s -> {out/"model.pth"}', cache
     model = fit_galaxies(cache=cache, out=out, progress=False, seed=a.seed, **kw).model
     said = {**{k: v for k, v in kw.items() if k not in ('loss_func', 'views')}, **loss, **views} or 'the default recipe'
     return model.cpu().eval(), f'trained ({said}) in {time.perf_counter() - t:.0f} s -> {out/"model.pth"}', cache
@@ -150,8 +198,10 @@ def main(argv=None):
     p.add_argument('--no-dihedral', dest='dihedral', action='store_false', help='embed each galaxy once, not averaged over its 8 rotations and flips')
     p.add_argument('--reduce', default='umap', choices=('pca', 'umap'), help='reduction before clustering (default: umap)')
     p.add_argument('--dims', type=int, default=2, help='dimensions the reduction keeps (default: 2)')
+    p.add_argument('--ks', type=int, nargs='+', help="K-means' k tried; the best silhouette wins (default: 3 to 8; the number of classes asks K-means for them)")
     p.add_argument('--min-cluster-size', type=int, help="HDBSCAN's minimum cluster size (default: gzh.cluster.run_hdbscan's)")
     p.add_argument('--simclr-epochs', type=int, help="epochs of the stock SimCLR baseline (default: the model's, else fit_galaxies'; 0: none)")
+    p.add_argument('--supervised', action='store_true', help="train on the label's classes instead (a ceiling for the self-supervised recipe, not a recipe)")
     p.add_argument('--seed', type=int, default=0, help='seeds training (weights and views), the untrained network, pixel PCA, few-shot draws and clusters')
     p.add_argument('--out', required=True, help='folder for morphology.json, the confusion figures and, when training, model.pth')
     a = p.parse_args(argv)
@@ -166,7 +216,7 @@ def main(argv=None):
     print(f'embedded ({a.features}{", dihedral" if a.dihedral else ""}) in {time.perf_counter() - t:.0f} s')
     t = time.perf_counter()
     rep = morphology_report(feats, meta, a.label, a.classes, seed=a.seed,
-                            cluster_kw=dict(reduce_method=a.reduce, n_components=a.dims, min_cluster_size=a.min_cluster_size))
+                            cluster_kw=dict(reduce_method=a.reduce, n_components=a.dims, min_cluster_size=a.min_cluster_size, **given(ks=a.ks)))
     print(f"\n{a.label} on the valid split: {rep['n_valid']} galaxies {rep['valid_counts']} (train {rep['n_train']}); "
           f"report in {time.perf_counter() - t:.0f} s")
     table = report_table(rep)[[c for c in ('gzh', 'stock_simclr', 'untrained', 'pixel_pca') if c in feats]]

@@ -238,3 +238,24 @@ def test_nnclr_support_set_fills_from_training_batches_only(tiny_cache, tmp_path
     before = queue.clone()
     valid_loss = learn.validate()[0]
     assert torch.equal(loss.contrastive.queue, before) and np.isfinite(valid_loss)
+
+
+def test_supervised_ceiling_learns_the_labels(tiny_source, tmp_path):
+    "bench/morphology.py --supervised: the GalaxyUNet's encoder and a class head trained on a catalogue's labels, the rarer class weighted up."
+    import importlib.util
+    import pandas as pd
+    from PIL import Image
+    from gzh.data import load_cache
+    spec = importlib.util.spec_from_file_location('bench_morphology', Path(__file__).parents[1]/'bench'/'morphology.py')
+    bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
+    files = sorted(tiny_source.glob('*.png'))
+    extent = np.array([(np.asarray(Image.open(f), np.float32).mean(-1) > 60).sum() for f in files])
+    label = np.where(extent > np.quantile(extent, 0.7), 'large', 'small')  # unbalanced, like the real classes
+    split = np.where(np.arange(len(files)) % 3 == 0, 'valid', 'train')
+    pd.DataFrame(dict(filename=[str(f) for f in files], split=split, size_class=label)).to_csv(tmp_path/'labelled.csv', index=False)
+    cache = load_cache(tmp_path/'labelled.csv', size=SIZE, cache_dir=tmp_path/'cache', image_root=tiny_source, progress=False)
+    learn = bench.fit_on_labels(cache, 'size_class', None, epochs=10, bs=8, lr=3e-3, seed=0, model_kw=TINY)
+    weight = dict(zip(['large', 'small'], learn.loss_func.func.weight.tolist()))
+    assert weight['large'] > 2 * weight['small']  # 'large' is the class in 30 % of the galaxies
+    assert isinstance(learn.model.unet, GalaxyUNet) and learn.model.unet.config == GalaxyUNet(**TINY).config
+    assert learn.validate()[1] >= 0.85  # balanced accuracy of the held-out galaxies
