@@ -44,6 +44,7 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import BalancedAccuracy
 from fastai.optimizer import Adam
+from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
 from gzh.cluster import load_embeddings
@@ -97,9 +98,8 @@ def fit_on_labels(cache, label:str, classes, epochs:int, bs:int, lr:float, seed:
     train, valid, y, classes = class_rows(cache.catalog, label, classes)
     codes = pd.Index(classes).get_indexer(y).astype(np.int64)  # -1 for galaxies of no class measured: in neither split's rows
     ds = lambda rows: torch.utils.data.TensorDataset(torch.from_numpy(np.asarray(cache.images[rows])), torch.from_numpy(codes[rows]))
-    dls = DataLoaders.from_dsets(ds(train), ds(valid), bs=bs, shuffle=True, drop_last=True)
-    counts = np.bincount(codes[train], minlength=len(classes))
-    weight = torch.tensor(len(train) / (len(classes) * counts), dtype=torch.float32)
+    dls = DataLoaders.from_dsets(ds(train), ds(valid), bs=bs)  # shuffled, whole batches for training; every held-out galaxy, in order
+    weight = torch.tensor(compute_class_weight('balanced', classes=np.arange(len(classes)), y=codes[train]), dtype=torch.float32)
     model = EmbeddingClassifier(GalaxyUNet(**model_kw), len(classes))
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(weight=weight.to(dls.device)), opt_func=Adam, lr=lr, wd=1e-4,
                     metrics=BalancedAccuracy(), cbs=[c for c in (LabelledViews(augment), precision_callback(dls.device)) if c])
@@ -124,11 +124,12 @@ def get_model(a, out:Path):
         base = OBJECTIVES[a.objective]()[0]
         kw['loss_func'] = GalaxyLoss(fg_weight=base.fg_weight, bg_weight=base.bg_weight, **loss)
     views = given(grayscale=a.grayscale, saturation=a.saturation, brightness=a.brightness, contrast=a.contrast, zoom=a.zoom and tuple(a.zoom))
-    if views: kw['views'] = dict(augment=view_augment(**views))
+    augment = view_augment(**views) if views else None
+    if views: kw['views'] = dict(augment=augment)
     t = time.perf_counter()
     if a.supervised:
         model = fit_on_labels(cache, a.label, a.classes, kw.get('epochs', fit_default('epochs')), kw.get('bs', fit_default('bs')),
-                              kw.get('lr', fit_default('lr')), a.seed, kw.get('model_kw') or {}, kw['views']['augment'] if views else None).model.unet
+                              kw.get('lr', fit_default('lr')), a.seed, kw.get('model_kw') or {}, augment).model.unet
         save_model(model, out/'model.pth', size=size, crop=crop, supervised=a.label)
         return model.cpu().eval(), f'trained on the labels {a.label!r} (the supervised ceiling) in {time.perf_counter() - t:.0f} s -> {out/"model.pth"}', cache
     model = fit_galaxies(cache=cache, out=out, progress=False, seed=a.seed, **kw).model

@@ -213,13 +213,19 @@ def test_load_model_rejects_other_files(tmp_path):
     with pytest.raises(ValueError, match=r'bare\.pth is not a gzh model file'): load_model(tmp_path/'bare.pth')
 
 
-def test_stock_simclr_trains_in_the_galaxy_loop(tiny_cache, tmp_path):
-    "The embedding baseline of bench/morphology.py (`StockSimCLR`, NT-Xent alone) trains with the same learner and views, and embeds like a GalaxyUNet."
+@pytest.fixture(scope='module')
+def bench():
+    "bench/morphology.py as a module."
     import importlib.util
+    spec = importlib.util.spec_from_file_location('bench_morphology', Path(__file__).parents[1]/'bench'/'morphology.py')
+    module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
+    return module
+
+
+def test_stock_simclr_trains_in_the_galaxy_loop(bench, tiny_cache, tmp_path):
+    "The embedding baseline of bench/morphology.py (`StockSimCLR`, NT-Xent alone) trains with the same learner and views, and embeds like a GalaxyUNet."
     from gzh.embed import embed
     from gzh.cluster import load_embeddings
-    spec = importlib.util.spec_from_file_location('bench_morphology', Path(__file__).parents[1]/'bench'/'morphology.py')
-    bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
     bench.set_seed(0, reproducible=True)
     before = bench.StockSimCLR().encoder.conv1.weight.detach()  # the weights stock_simclr starts from, seeded alike
     learn = bench.stock_simclr(tiny_cache, epochs=1, bs=8, seed=0, out=tmp_path)
@@ -240,14 +246,11 @@ def test_nnclr_support_set_fills_from_training_batches_only(tiny_cache, tmp_path
     assert torch.equal(loss.contrastive.queue, before) and np.isfinite(valid_loss)
 
 
-def test_supervised_ceiling_learns_the_labels(tiny_source, tmp_path):
+def test_supervised_ceiling_learns_the_labels(bench, tiny_source, tmp_path):
     "bench/morphology.py --supervised: the GalaxyUNet's encoder and a class head trained on a catalogue's labels, the rarer class weighted up."
-    import importlib.util
     import pandas as pd
     from PIL import Image
     from gzh.data import load_cache
-    spec = importlib.util.spec_from_file_location('bench_morphology', Path(__file__).parents[1]/'bench'/'morphology.py')
-    bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
     files = sorted(tiny_source.glob('*.png'))
     extent = np.array([(np.asarray(Image.open(f), np.float32).mean(-1) > 60).sum() for f in files])
     label = np.where(extent > np.quantile(extent, 0.7), 'large', 'small')  # unbalanced, like the real classes
